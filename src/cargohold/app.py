@@ -1,0 +1,38 @@
+"""Wires the features into one ASGI application."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+
+from cargohold.blobs.filesystem import FilesystemBlobStore
+from cargohold.config import Settings
+from cargohold.db.engine import make_engine
+from cargohold.oci.errors import RegistryError
+from cargohold.registry.context import RegistryContext
+from cargohold.registry.http import http_error_handler, registry_error_handler, unexpected_error_handler
+from cargohold.registry.routes import RegistryRoutes
+
+
+def build_context(settings: Settings) -> RegistryContext:
+    return RegistryContext(engine=make_engine(settings.db_url), store=FilesystemBlobStore(settings.blob_root))
+
+
+def create_app(settings: Settings) -> Starlette:
+    ctx = build_context(settings)
+    return Starlette(
+        routes=RegistryRoutes(ctx).routes(),
+        exception_handlers={
+            RegistryError: registry_error_handler,
+            HTTPException: http_error_handler,
+            Exception: unexpected_error_handler,
+        },
+    )
+
+
+def create_app_from_env() -> Starlette:
+    """Factory for server workers: the settings come from the environment `serve` prepared."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return create_app(Settings.from_env())

@@ -1,0 +1,140 @@
+"""Blobs as files under one directory: `blobs/<alg>/<first two hex>/<hex>` and `uploads/<upload id>`.
+
+Durability follows invariant 1: an upload's bytes are fsync'ed before commit, commit is a rename within one
+file system, and the destination directory is fsync'ed after it, so a crash leaves no blob or a whole one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from cargohold.blobs.store import StoredBlob, UploadOffsetMismatch
+from cargohold.oci.digest import HEX_LENGTH, Digest
+
+_UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class FileUploadWriter:
+    """Appends to one staged upload; `finish` makes the bytes durable and reports the new size."""
+
+    def __init__(self, fd: int, offset: int) -> None:
+        self._fd = fd
+        self.size = offset
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self.size += len(data)
+
+    def finish(self) -> int:
+        try:
+            os.fdatasync(self._fd)
+        finally:
+            self.close()
+        return self.size
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class FilesystemBlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._blobs = root / "blobs"
+        self._uploads = root / "uploads"
+        self._blobs.mkdir(parents=True, exist_ok=True)
+        self._uploads.mkdir(parents=True, exist_ok=True)
+
+    def _upload_path(self, upload_id: str) -> Path:
+        if not _UPLOAD_ID.match(upload_id):
+            raise ValueError("upload ids are 32 lower-case hex characters")
+        return self._uploads / upload_id
+
+    def _blob_path(self, digest: Digest) -> Path:
+        return self._blobs / digest.algorithm / digest.hex[:2] / digest.hex
+
+    def start_upload(self, upload_id: str) -> None:
+        path = self._upload_path(upload_id)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+
+    def open_upload(self, upload_id: str, offset: int) -> FileUploadWriter:
+        """Open the staged upload for appending at `offset`; bytes past it (unacknowledged) are dropped."""
+        fd = os.open(self._upload_path(upload_id), os.O_WRONLY)
+        current = os.fstat(fd).st_size
+        if current < offset:
+            os.close(fd)
+            raise UploadOffsetMismatch(current)
+        if current > offset:
+            os.ftruncate(fd, offset)
+        os.lseek(fd, offset, os.SEEK_SET)
+        return FileUploadWriter(fd, offset)
+
+    def upload_size(self, upload_id: str) -> int | None:
+        try:
+            return self._upload_path(upload_id).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def read_upload(self, upload_id: str, chunk_size: int) -> Iterator[bytes]:
+        yield from _read_file(self._upload_path(upload_id), chunk_size)
+
+    def commit(self, upload_id: str, digest: Digest) -> None:
+        source = self._upload_path(upload_id)
+        target = self._blob_path(digest)
+        if target.exists():
+            source.unlink(missing_ok=True)
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(source, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(source, target)
+        _fsync_directory(target.parent)
+
+    def discard_upload(self, upload_id: str) -> None:
+        self._upload_path(upload_id).unlink(missing_ok=True)
+
+    def stat(self, digest: Digest) -> StoredBlob | None:
+        path = self._blob_path(digest)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return None
+        return StoredBlob(digest, size, path)
+
+    def read(self, digest: Digest, chunk_size: int) -> Iterator[bytes]:
+        yield from _read_file(self._blob_path(digest), chunk_size)
+
+    def delete(self, digest: Digest) -> None:
+        self._blob_path(digest).unlink(missing_ok=True)
+
+    def digests(self) -> Iterator[Digest]:
+        for algorithm, length in HEX_LENGTH.items():
+            base = self._blobs / algorithm
+            if not base.is_dir():
+                continue
+            for prefix in sorted(base.iterdir()):
+                for entry in sorted(prefix.iterdir()):
+                    if len(entry.name) == length:
+                        yield Digest(algorithm, entry.name)
+
+
+def _read_file(path: Path, chunk_size: int) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            yield chunk
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,100 @@
+"""`cargohold serve`: migrate the metadata database, then run the ASGI app on one port."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cargohold.config import Settings
+
+
+class ServerKind(str, Enum):
+    granian = "granian"
+    uvicorn = "uvicorn"
+
+
+def serve(
+    data_dir: Annotated[Path, typer.Option(help="Directory for metadata, blobs and keys.")] = Path("./data"),
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
+    db_url: Annotated[str | None, typer.Option(help="Metadata database URL (default: SQLite in the data dir).")] = None,
+    tls: Annotated[str | None, typer.Option(help="'self-signed' makes a local CA and a server certificate.")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate chain to serve HTTPS with.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key for --tls-cert.")] = None,
+    insecure_http: Annotated[bool, typer.Option(help="Allow plain HTTP on a non-loopback address.")] = False,
+    workers: Annotated[int, typer.Option(min=1, help="Server worker processes.")] = 1,
+    server: Annotated[ServerKind, typer.Option(help="HTTP server implementation.")] = ServerKind.granian,
+) -> None:
+    """Run the registry. With no options: SQLite and a filesystem store under ./data, HTTP on 127.0.0.1:5000."""
+    settings = Settings.for_data_dir(data_dir, db_url)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    cert, key = _tls_files(settings, host, tls, tls_cert, tls_key)
+    if cert is None and not _is_loopback(host) and not insecure_http:
+        raise typer.BadParameter(f"{host} is not a loopback address: use --tls-cert/--tls-key or --tls self-signed, "
+                                 "or accept plain HTTP with --insecure-http", param_hint="--host")
+
+    from cargohold.db.migrate import upgrade
+
+    upgrade(settings.db_url)
+    os.environ.update(settings.to_env())
+    scheme = "https" if cert else "http"
+    typer.echo(f"cargohold serving {settings.data_dir} on {scheme}://{_url_host(host)}:{port}", err=True)
+    if server is ServerKind.granian:
+        _run_granian(host, port, workers, cert, key, settings.data_dir)
+    else:
+        _run_uvicorn(host, port, workers, cert, key)
+
+
+def _tls_files(settings: Settings, host: str, tls: str | None, cert: Path | None,
+               key: Path | None) -> tuple[Path | None, Path | None]:
+    if tls is not None:
+        if tls != "self-signed":
+            raise typer.BadParameter("the only value is 'self-signed'", param_hint="--tls")
+        from cargohold.security.tls import ensure_self_signed
+
+        files = ensure_self_signed(settings.data_dir / "tls", [host])
+        typer.echo(f"TLS: clients should trust the CA certificate at {files.ca_cert}", err=True)
+        return files.cert, files.key
+    if (cert is None) != (key is None):
+        raise typer.BadParameter("--tls-cert and --tls-key go together", param_hint="--tls-cert")
+    return cert, key
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _run_granian(host: str, port: int, workers: int, cert: Path | None, key: Path | None, workdir: Path) -> None:
+    """Granian resolves the app module from its working directory, so give it one with no Python package."""
+    from granian.constants import Interfaces, SSLProtocols
+    from granian.server import Server
+
+    os.chdir(workdir)
+
+    Server(
+        "cargohold.app:create_app_from_env", address=host, port=port, interface=Interfaces.ASGI, factory=True,
+        workers=workers, ssl_cert=cert, ssl_key=key, ssl_protocol_min=SSLProtocols.tls12,
+        log_access=False, backlog=2048,
+    ).serve()
+
+
+def _run_uvicorn(host: str, port: int, workers: int, cert: Path | None, key: Path | None) -> None:
+    import uvicorn
+
+    uvicorn.run("cargohold.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
+                ssl_certfile=str(cert) if cert else None, ssl_keyfile=str(key) if key else None,
+                access_log=False, log_level="warning", loop="uvloop", http="httptools")

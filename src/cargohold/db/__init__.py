@@ -1,0 +1,1 @@
+"""Metadata storage: engine setup, shared tables and Alembic migrations."""

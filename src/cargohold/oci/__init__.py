@@ -1,0 +1,1 @@
+"""The pure OCI kernel: grammar, digests, media types and manifest validation. No I/O here."""

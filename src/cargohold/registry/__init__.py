@@ -1,0 +1,1 @@
+"""The OCI Distribution data plane under `/v2/`."""

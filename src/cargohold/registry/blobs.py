@@ -1,0 +1,69 @@
+"""Blob presence per repository: stat, delete (unlink from the repository) and cross-repository mount."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.engine import Connection
+
+from cargohold.blobs.store import StoredBlob
+from cargohold.db.engine import write_transaction
+from cargohold.db.tables import blobs, repositories, repository_blobs
+from cargohold.oci.digest import Digest
+from cargohold.oci.errors import blob_unknown
+from cargohold.registry.context import RegistryContext, utcnow
+from cargohold.registry.repositories import ensure_repository, find_repository_id
+
+
+def stat_blob(ctx: RegistryContext, name: str, digest: Digest) -> StoredBlob:
+    """The blob as stored, if it was pushed or mounted into `name`; BLOB_UNKNOWN otherwise."""
+    with ctx.engine.connect() as conn:
+        size = conn.execute(
+            select(blobs.c.size)
+            .select_from(repository_blobs.join(repositories).join(blobs))
+            .where(repositories.c.name == name, repository_blobs.c.digest == str(digest))
+        ).scalar_one_or_none()
+    if size is None:
+        raise blob_unknown(str(digest))
+    stored = ctx.store.stat(digest)
+    if stored is None:
+        raise blob_unknown(str(digest))
+    return stored
+
+
+def delete_blob(ctx: RegistryContext, name: str, digest: Digest) -> None:
+    """Remove the blob from the repository; its bytes stay until garbage collection finds them unused."""
+    with write_transaction(ctx.engine) as conn:
+        repository_id = find_repository_id(conn, name)
+        removed = 0
+        if repository_id is not None:
+            removed = conn.execute(
+                delete(repository_blobs).where(repository_blobs.c.repository_id == repository_id,
+                                               repository_blobs.c.digest == str(digest))
+            ).rowcount
+    if not removed:
+        raise blob_unknown(str(digest))
+
+
+def mount_blob(ctx: RegistryContext, name: str, digest: Digest, source: str | None) -> bool:
+    """Link a blob that `source` (or, without one, any repository) holds into `name`. False if none does."""
+    with write_transaction(ctx.engine) as conn:
+        query = select(repository_blobs.c.digest).where(repository_blobs.c.digest == str(digest))
+        if source is not None:
+            query = query.join(repositories).where(repositories.c.name == source)
+        if conn.execute(query.limit(1)).first() is None or ctx.store.stat(digest) is None:
+            return False
+        link_blob(conn, ensure_repository(conn, name, utcnow()), digest, None)
+    return True
+
+
+def link_blob(conn: Connection, repository_id: int, digest: Digest, size: int | None) -> None:
+    """Make a stored blob visible in a repository, recording the blob itself first if it is new."""
+    now = utcnow()
+    if size is not None and conn.execute(select(blobs.c.digest).where(blobs.c.digest == str(digest))).first() is None:
+        conn.execute(insert(blobs).values(digest=str(digest), size=size, created_at=now))
+    linked = conn.execute(
+        select(repository_blobs.c.digest).where(repository_blobs.c.repository_id == repository_id,
+                                                repository_blobs.c.digest == str(digest))
+    ).first()
+    if linked is None:
+        conn.execute(insert(repository_blobs).values(repository_id=repository_id, digest=str(digest), created_at=now))

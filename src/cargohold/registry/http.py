@@ -1,0 +1,118 @@
+"""Request parsing and response rendering shared by the `/v2/` handlers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import AsyncIterator
+from urllib.parse import urlencode
+
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from cargohold.oci.digest import Digest
+from cargohold.oci.errors import RegistryError, pagination_invalid, too_large
+from cargohold.oci.reference import validate_name
+
+API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
+JSON = "application/json"
+log = logging.getLogger("cargohold.http")
+
+
+def error_response(error: RegistryError) -> Response:
+    headers = {**API_VERSION, **error.headers}
+    return Response(json.dumps(error.body()), error.status, headers, media_type=JSON)
+
+
+async def registry_error_handler(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RegistryError)
+    return error_response(exc)
+
+
+async def http_error_handler(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return error_response(RegistryError("UNSUPPORTED", "method not allowed", 405))
+    if exc.status_code == 404:
+        return error_response(RegistryError("NOT_FOUND", "no such endpoint", 404))
+    return error_response(RegistryError("UNKNOWN", exc.detail or "request failed", exc.status_code))
+
+
+async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
+    """Last resort: log the failure on our side; the client gets a spec-shaped error, never a trace."""
+    if isinstance(exc, ClientDisconnect):
+        return Response(status_code=400)
+    log.exception("unhandled error in %s %s", request.method, request.url.path)
+    return error_response(RegistryError("UNKNOWN", "internal error", 500))
+
+
+def repository(request: Request) -> str:
+    return validate_name(request.path_params["name"])
+
+
+def digest_from(text: str) -> Digest:
+    return Digest.parse(text)
+
+
+def page_size(request: Request) -> int | None:
+    raw = request.query_params.get("n")
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        raise pagination_invalid("n must be a non-negative integer")
+    return int(raw)
+
+
+def next_link(path: str, n: int | None, last: str) -> str:
+    query = {"last": last} if n is None else {"n": n, "last": last}
+    return f'<{path}?{urlencode(query)}>; rel="next"'
+
+
+def content_length(request: Request) -> int | None:
+    raw = request.headers.get("content-length")
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise RegistryError("SIZE_INVALID", "Content-Length is not a number", 400)
+    return int(raw)
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """Read a body that must stay under `limit` bytes, refusing before buffering more than that."""
+    declared = content_length(request)
+    if declared is not None and declared > limit:
+        raise too_large(f"body is {declared} bytes, the limit is {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large(f"body exceeds the limit of {limit} bytes")
+    return bytes(body)
+
+
+def body_stream(request: Request) -> AsyncIterator[bytes]:
+    return request.stream()
+
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def check_range(header: str | None, size: int) -> None:
+    """Refuse a single byte range that lies outside the blob with 416, in the spec's error shape."""
+    if header is None:
+        return
+    match = _RANGE.match(header.strip())
+    if match is None:
+        return
+    start_text, end_text = match.groups()
+    unsatisfiable = (
+        (not start_text and not end_text)
+        or (start_text and int(start_text) >= size)
+        or (start_text and end_text and int(end_text) < int(start_text))
+        or (not start_text and end_text and int(end_text) == 0)
+    )
+    if unsatisfiable:
+        raise RegistryError("SIZE_INVALID", "requested range not satisfiable",
+                            416, {"range": header[:100], "size": size}, headers={"Content-Range": f"bytes */{size}"})

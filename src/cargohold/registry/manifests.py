@@ -1,0 +1,201 @@
+"""Manifests and tags: put (validated against what the repository holds), get, delete, and referrers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from cargohold.db.engine import write_transaction
+from cargohold.db.tables import blobs, manifest_references, manifests, repositories, repository_blobs, tags
+from cargohold.oci import mediatypes
+from cargohold.oci.digest import Digest, is_digest
+from cargohold.oci.errors import (
+    digest_invalid,
+    manifest_blob_unknown,
+    manifest_invalid,
+    manifest_unknown,
+    name_unknown,
+)
+from cargohold.oci.manifest import Descriptor, ParsedManifest, parse_manifest
+from cargohold.oci.reference import validate_tag
+from cargohold.registry.context import RegistryContext, utcnow
+from cargohold.registry.repositories import ensure_repository, find_repository_id, touch_repository
+
+WRITE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class StoredManifest:
+    digest: str
+    media_type: str
+    content: bytes
+    subject_digest: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    digest: str
+    subject_digest: str | None
+
+
+def get_manifest(ctx: RegistryContext, name: str, reference: str) -> StoredManifest:
+    """Look a manifest up by tag or digest: one indexed query, the hot path of every pull."""
+    columns = (manifests.c.digest, manifests.c.media_type, manifests.c.content, manifests.c.subject_digest)
+    if is_digest(reference):
+        query = (select(*columns).select_from(manifests.join(repositories))
+                 .where(repositories.c.name == name, manifests.c.digest == reference))
+    else:
+        query = (select(*columns)
+                 .select_from(tags.join(repositories).join(manifests, manifests.c.id == tags.c.manifest_id))
+                 .where(repositories.c.name == name, tags.c.name == reference))
+    with ctx.engine.connect() as conn:
+        row = conn.execute(query).first()
+    if row is None:
+        raise manifest_unknown(reference)
+    return StoredManifest(row.digest, row.media_type, row.content, row.subject_digest)
+
+
+def put_manifest(ctx: RegistryContext, name: str, reference: str, body: bytes, content_type: str | None,
+                 extra_tags: list[str]) -> PutResult:
+    parsed = parse_manifest(body, content_type)
+    if is_digest(reference):
+        wanted = Digest.parse(reference)
+        digest = f"{wanted.algorithm}:{hashlib.new(wanted.algorithm, body).hexdigest()}"
+        if digest != reference:
+            raise digest_invalid("the manifest's content does not match the digest in the URL", reference)
+        tag_names = [validate_tag(t) for t in extra_tags]
+    else:
+        digest = f"sha256:{hashlib.sha256(body).hexdigest()}"
+        tag_names = [validate_tag(reference), *(validate_tag(t) for t in extra_tags)]
+    for attempt in range(WRITE_ATTEMPTS):
+        try:
+            with write_transaction(ctx.engine) as conn:
+                _store_manifest(conn, name, digest, body, parsed, tag_names)
+            break
+        except IntegrityError:
+            if attempt == WRITE_ATTEMPTS - 1:
+                raise
+    return PutResult(digest, parsed.subject.digest if parsed.subject else None)
+
+
+def _store_manifest(conn: Connection, name: str, digest: str, body: bytes, parsed: ParsedManifest,
+                    tag_names: list[str]) -> None:
+    now = utcnow()
+    repository_id = ensure_repository(conn, name, now)
+    _check_references(conn, repository_id, parsed)
+    manifest_id = conn.execute(
+        select(manifests.c.id).where(manifests.c.repository_id == repository_id, manifests.c.digest == digest)
+    ).scalar_one_or_none()
+    if manifest_id is None:
+        manifest_id = conn.execute(
+            insert(manifests).values(
+                repository_id=repository_id, digest=digest, media_type=parsed.media_type,
+                artifact_type=parsed.artifact_type,
+                subject_digest=parsed.subject.digest if parsed.subject else None,
+                annotations=json.dumps(parsed.annotations) if parsed.annotations else None,
+                size=len(body), content=body, created_at=now, updated_at=now,
+            ).returning(manifests.c.id)
+        ).scalar_one()
+        references = {(d.digest, "blob") for d in parsed.blob_references()}
+        references |= {(d.digest, "manifest") for d in parsed.manifests}
+        if references:
+            conn.execute(insert(manifest_references),
+                         [{"manifest_id": manifest_id, "digest": d, "kind": k} for d, k in sorted(references)])
+    else:
+        conn.execute(update(manifests).where(manifests.c.id == manifest_id).values(updated_at=now))
+    for tag_name in tag_names:
+        _point_tag(conn, repository_id, tag_name, manifest_id, now)
+    touch_repository(conn, repository_id, now)
+
+
+def _check_references(conn: Connection, repository_id: int, parsed: ParsedManifest) -> None:
+    """Invariant 2: every blob and child manifest must be in this repository, with the declared size."""
+    wanted_blobs = parsed.blob_references()
+    if wanted_blobs:
+        present = dict(conn.execute(
+            select(blobs.c.digest, blobs.c.size).select_from(repository_blobs.join(blobs))
+            .where(repository_blobs.c.repository_id == repository_id,
+                   repository_blobs.c.digest.in_({d.digest for d in wanted_blobs}))
+        ).all())
+        _compare(wanted_blobs, present)
+    if parsed.manifests:
+        present = dict(conn.execute(
+            select(manifests.c.digest, manifests.c.size)
+            .where(manifests.c.repository_id == repository_id,
+                   manifests.c.digest.in_({d.digest for d in parsed.manifests}))
+        ).all())
+        _compare(list(parsed.manifests), present)
+
+
+def _compare(wanted: list[Descriptor], present: dict[str, int]) -> None:
+    for descriptor in wanted:
+        size = present.get(descriptor.digest)
+        if size is None:
+            raise manifest_blob_unknown(descriptor.digest)
+        if size != descriptor.size:
+            raise manifest_invalid(f"{descriptor.digest} is {size} bytes, the manifest says {descriptor.size}")
+
+
+def _point_tag(conn: Connection, repository_id: int, tag_name: str, manifest_id: int, now: Any) -> None:
+    moved = conn.execute(
+        update(tags).where(tags.c.repository_id == repository_id, tags.c.name == tag_name)
+        .values(manifest_id=manifest_id, updated_at=now)
+    ).rowcount
+    if not moved:
+        conn.execute(insert(tags).values(repository_id=repository_id, name=tag_name, manifest_id=manifest_id,
+                                         created_at=now, updated_at=now))
+
+
+def delete_manifest(ctx: RegistryContext, name: str, reference: str) -> None:
+    """By digest: the manifest and every tag on it. By tag: only the tag (OCI Distribution 1.1)."""
+    with write_transaction(ctx.engine) as conn:
+        repository_id = find_repository_id(conn, name)
+        if repository_id is None:
+            raise name_unknown(name)
+        if is_digest(reference):
+            removed = conn.execute(
+                delete(manifests).where(manifests.c.repository_id == repository_id, manifests.c.digest == reference)
+            ).rowcount
+        else:
+            removed = conn.execute(
+                delete(tags).where(tags.c.repository_id == repository_id, tags.c.name == reference)
+            ).rowcount
+        if not removed:
+            raise manifest_unknown(reference)
+        touch_repository(conn, repository_id, utcnow())
+
+
+def referrers(ctx: RegistryContext, name: str, subject: Digest, artifact_type: str | None) -> dict[str, Any]:
+    """The image index of manifests in `name` whose subject is `subject`, optionally of one artifact type."""
+    query = (select(manifests.c.digest, manifests.c.media_type, manifests.c.size, manifests.c.artifact_type,
+                    manifests.c.annotations)
+             .select_from(manifests.join(repositories))
+             .where(and_(repositories.c.name == name, manifests.c.subject_digest == str(subject)))
+             .order_by(manifests.c.id))
+    if artifact_type is not None:
+        query = query.where(manifests.c.artifact_type == artifact_type)
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    descriptors = [
+        Descriptor(row.media_type, row.digest, row.size, row.artifact_type,
+                   json.loads(row.annotations) if row.annotations else None).to_json()
+        for row in rows
+    ]
+    return {"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": descriptors}
+
+
+def accepts(accept_header: str | None, media_type: str) -> bool:
+    """Content negotiation: refuse only when the client names manifest types and the stored one is not among them."""
+    if not accept_header:
+        return True
+    offered = {part.split(";", 1)[0].strip().lower() for part in accept_header.split(",")}
+    offered.discard("")
+    if not offered or media_type in offered:
+        return True
+    return not offered <= mediatypes.KNOWN_MANIFEST_TYPES | {mediatypes.DOCKER_MANIFEST_V1_SIGNED}

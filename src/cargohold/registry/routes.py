@@ -1,0 +1,209 @@
+"""HTTP handlers for `/v2/`: parse, call a service, render. No SQL and no file access here."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route
+
+from cargohold.oci import mediatypes
+from cargohold.oci.digest import is_digest
+from cargohold.oci.errors import RegistryError, manifest_unknown
+from cargohold.oci.manifest import MAX_MANIFEST_BYTES
+from cargohold.oci.reference import validate_name
+from cargohold.registry import blobs, listing, manifests
+from cargohold.registry.context import RegistryContext
+from cargohold.registry.http import (
+    API_VERSION,
+    JSON,
+    body_stream,
+    check_range,
+    content_length,
+    digest_from,
+    next_link,
+    page_size,
+    read_limited,
+    repository,
+)
+from cargohold.registry.uploads import Uploads, UploadState, parse_content_range
+
+
+class BlobFileResponse(FileResponse):
+    chunk_size = 1024 * 1024
+
+
+class RegistryRoutes:
+    def __init__(self, ctx: RegistryContext) -> None:
+        self.ctx = ctx
+        self.uploads = Uploads(ctx)
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v2/", self.base, methods=["GET"]),
+            Route("/v2/_catalog", self.catalog, methods=["GET"]),
+            Route("/v2/{name:path}/blobs/uploads/", self.start_upload, methods=["POST"]),
+            Route("/v2/{name:path}/blobs/uploads/{upload_id}", self.upload_status, methods=["GET"]),
+            Route("/v2/{name:path}/blobs/uploads/{upload_id}", self.append_upload, methods=["PATCH"]),
+            Route("/v2/{name:path}/blobs/uploads/{upload_id}", self.complete_upload, methods=["PUT"]),
+            Route("/v2/{name:path}/blobs/uploads/{upload_id}", self.cancel_upload, methods=["DELETE"]),
+            Route("/v2/{name:path}/blobs/{digest}", self.get_blob, methods=["GET", "HEAD"]),
+            Route("/v2/{name:path}/blobs/{digest}", self.delete_blob, methods=["DELETE"]),
+            Route("/v2/{name:path}/manifests/{reference}", self.get_manifest, methods=["GET", "HEAD"]),
+            Route("/v2/{name:path}/manifests/{reference}", self.put_manifest, methods=["PUT"]),
+            Route("/v2/{name:path}/manifests/{reference}", self.delete_manifest, methods=["DELETE"]),
+            Route("/v2/{name:path}/tags/list", self.list_tags, methods=["GET"]),
+            Route("/v2/{name:path}/referrers/{digest}", self.referrers, methods=["GET"]),
+        ]
+
+    async def base(self, _request: Request) -> Response:
+        return Response("{}", 200, API_VERSION, media_type=JSON)
+
+    async def catalog(self, request: Request) -> Response:
+        n = page_size(request)
+        last = request.query_params.get("last")
+        page = await self.ctx.run(listing.list_repositories, self.ctx, n, last)
+        headers = dict(API_VERSION)
+        if page.has_more:
+            headers["Link"] = next_link("/v2/_catalog", n, page.items[-1])
+        return Response(json.dumps({"repositories": page.items}), 200, headers, media_type=JSON)
+
+    async def get_blob(self, request: Request) -> Response:
+        name = repository(request)
+        digest = digest_from(request.path_params["digest"])
+        stored = await self.ctx.run(blobs.stat_blob, self.ctx, name, digest)
+        check_range(request.headers.get("range"), stored.size)
+        headers = {"Docker-Content-Digest": str(digest), "Accept-Ranges": "bytes", "ETag": f'"{digest}"',
+                   "Cache-Control": "max-age=31536000"}
+        return BlobFileResponse(stored.path, headers=headers, media_type="application/octet-stream")
+
+    async def delete_blob(self, request: Request) -> Response:
+        name = repository(request)
+        digest = digest_from(request.path_params["digest"])
+        await self.ctx.run(blobs.delete_blob, self.ctx, name, digest)
+        return Response(status_code=202, headers=API_VERSION)
+
+    async def start_upload(self, request: Request) -> Response:
+        name = repository(request)
+        params = request.query_params
+        if (mounted := params.get("mount")) is not None:
+            digest = digest_from(mounted)
+            source = params.get("from")
+            if source is not None:
+                validate_name(source)
+            if await self.ctx.run(blobs.mount_blob, self.ctx, name, digest, source):
+                return _blob_created(name, str(digest))
+        upload = await self.uploads.start(name)
+        if (declared := params.get("digest")) is not None:
+            digest = digest_from(declared)
+            await self.uploads.complete(name, upload.id, digest, body_stream(request), None, content_length(request))
+            return _blob_created(name, str(digest))
+        return _upload_accepted(name, upload)
+
+    async def upload_status(self, request: Request) -> Response:
+        name = repository(request)
+        upload = await self.uploads.status(name, request.path_params["upload_id"])
+        return _upload_response(name, upload, 204)
+
+    async def append_upload(self, request: Request) -> Response:
+        name = repository(request)
+        content_range = parse_content_range(request.headers.get("content-range"))
+        upload = await self.uploads.append(name, request.path_params["upload_id"], body_stream(request),
+                                           content_range, content_length(request))
+        return _upload_accepted(name, upload)
+
+    async def complete_upload(self, request: Request) -> Response:
+        name = repository(request)
+        declared = request.query_params.get("digest")
+        if declared is None:
+            raise RegistryError("DIGEST_INVALID", "the digest query parameter is required", 400)
+        digest = digest_from(declared)
+        content_range = parse_content_range(request.headers.get("content-range"))
+        length = content_length(request)
+        body = body_stream(request) if length != 0 else None
+        await self.uploads.complete(name, request.path_params["upload_id"], digest, body, content_range, length)
+        return _blob_created(name, str(digest))
+
+    async def cancel_upload(self, request: Request) -> Response:
+        name = repository(request)
+        await self.uploads.cancel(name, request.path_params["upload_id"])
+        return Response(status_code=204, headers=API_VERSION)
+
+    async def get_manifest(self, request: Request) -> Response:
+        name = repository(request)
+        reference = _reference(request)
+        found = await self.ctx.run(manifests.get_manifest, self.ctx, name, reference)
+        if not manifests.accepts(",".join(request.headers.getlist("accept")), found.media_type):
+            raise manifest_unknown(reference)
+        headers = {"Docker-Content-Digest": found.digest, "ETag": f'"{found.digest}"', **API_VERSION}
+        if found.subject_digest:
+            headers["OCI-Subject"] = found.subject_digest
+        if request.method == "HEAD":
+            headers["Content-Length"] = str(len(found.content))
+            return Response(None, 200, headers, media_type=found.media_type)
+        return Response(found.content, 200, headers, media_type=found.media_type)
+
+    async def put_manifest(self, request: Request) -> Response:
+        name = repository(request)
+        reference = _reference(request)
+        body = await read_limited(request, MAX_MANIFEST_BYTES)
+        result = await self.ctx.run(manifests.put_manifest, self.ctx, name, reference, body,
+                                    request.headers.get("content-type"), request.query_params.getlist("tag"))
+        headers = {"Location": f"/v2/{name}/manifests/{result.digest}", "Docker-Content-Digest": result.digest,
+                   **API_VERSION}
+        if result.subject_digest:
+            headers["OCI-Subject"] = result.subject_digest
+        return Response(status_code=201, headers=headers)
+
+    async def delete_manifest(self, request: Request) -> Response:
+        name = repository(request)
+        await self.ctx.run(manifests.delete_manifest, self.ctx, name, _reference(request))
+        return Response(status_code=202, headers=API_VERSION)
+
+    async def list_tags(self, request: Request) -> Response:
+        name = repository(request)
+        n = page_size(request)
+        page = await self.ctx.run(listing.list_tags, self.ctx, name, n, request.query_params.get("last"))
+        headers = dict(API_VERSION)
+        if page.has_more:
+            headers["Link"] = next_link(f"/v2/{name}/tags/list", n, page.items[-1])
+        return Response(json.dumps({"name": name, "tags": page.items}), 200, headers, media_type=JSON)
+
+    async def referrers(self, request: Request) -> Response:
+        name = repository(request)
+        subject = digest_from(request.path_params["digest"])
+        artifact_type = request.query_params.get("artifactType") or None
+        index = await self.ctx.run(manifests.referrers, self.ctx, name, subject, artifact_type)
+        headers = dict(API_VERSION)
+        if artifact_type is not None:
+            headers["OCI-Filters-Applied"] = "artifactType"
+        return Response(json.dumps(index), 200, headers, media_type=mediatypes.OCI_INDEX)
+
+
+def _reference(request: Request) -> str:
+    reference = request.path_params["reference"]
+    if is_digest(reference):
+        digest_from(reference)
+    elif not reference or len(reference) > 128:
+        raise manifest_unknown(reference[:128])
+    return reference
+
+
+def _blob_created(name: str, digest: str) -> Response:
+    headers = {"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest, **API_VERSION}
+    return Response(status_code=201, headers=headers)
+
+
+def _upload_response(name: str, upload: UploadState, status: int) -> Response:
+    headers = {
+        "Location": f"/v2/{name}/blobs/uploads/{upload.id}",
+        "Docker-Upload-UUID": upload.id,
+        "Range": f"0-{max(upload.size - 1, 0)}",
+        **API_VERSION,
+    }
+    return Response(status_code=status, headers=headers)
+
+
+def _upload_accepted(name: str, upload: UploadState) -> Response:
+    return _upload_response(name, upload, 202)

@@ -1,0 +1,238 @@
+"""Blob upload sessions: start, append chunks in order, report status, complete with a digest, cancel.
+
+Bytes are hashed as they arrive. The running sha256 state lives in memory keyed by upload id and the size
+it covers; when that is missing or stale (a restart, another node took a chunk) the staged bytes are
+re-read once. The metadata row's `size` is what was durably written and acknowledged, so an upload
+interrupted by a crash resumes from the last acknowledged byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from threading import Lock
+
+from sqlalchemy import delete, insert, select, update
+
+from cargohold.blobs.store import UploadOffsetMismatch, UploadWriter
+from cargohold.db.engine import write_transaction
+from cargohold.db.tables import repositories, uploads
+from cargohold.oci.digest import Digest
+from cargohold.oci.errors import RegistryError, blob_upload_unknown, digest_invalid, range_invalid, size_invalid
+from cargohold.registry.blobs import link_blob
+from cargohold.registry.context import RegistryContext, utcnow
+from cargohold.registry.repositories import ensure_repository
+
+WRITE_CHUNK = 4 * 1024 * 1024
+READ_CHUNK = 1024 * 1024
+RUNNING_ALGORITHM = "sha256"
+
+
+@dataclass(frozen=True, slots=True)
+class UploadState:
+    id: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContentRange:
+    start: int
+    end: int
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
+
+class _RunningHashes:
+    """A bounded map from upload id to (bytes covered, hash state)."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._entries: OrderedDict[str, tuple[int, hashlib._Hash]] = OrderedDict()
+        self._capacity = capacity
+        self._lock = Lock()
+
+    def take(self, upload_id: str, size: int) -> hashlib._Hash | None:
+        with self._lock:
+            entry = self._entries.pop(upload_id, None)
+        if entry is None or entry[0] != size:
+            return None
+        return entry[1]
+
+    def put(self, upload_id: str, size: int, state: hashlib._Hash) -> None:
+        with self._lock:
+            self._entries[upload_id] = (size, state)
+            while len(self._entries) > self._capacity:
+                self._entries.popitem(last=False)
+
+    def drop(self, upload_id: str) -> None:
+        with self._lock:
+            self._entries.pop(upload_id, None)
+
+
+class Uploads:
+    def __init__(self, ctx: RegistryContext) -> None:
+        self.ctx = ctx
+        self._hashes = _RunningHashes()
+
+    async def start(self, name: str) -> UploadState:
+        return await self.ctx.run(self._start, name)
+
+    def _start(self, name: str) -> UploadState:
+        upload_id = uuid.uuid4().hex
+        self.ctx.store.start_upload(upload_id)
+        now = utcnow()
+        with write_transaction(self.ctx.engine) as conn:
+            repository_id = ensure_repository(conn, name, now)
+            conn.execute(insert(uploads).values(id=upload_id, repository_id=repository_id, size=0,
+                                                created_at=now, updated_at=now))
+        return UploadState(upload_id, 0)
+
+    async def status(self, name: str, upload_id: str) -> UploadState:
+        return await self.ctx.run(self._status, name, upload_id)
+
+    def _status(self, name: str, upload_id: str) -> UploadState:
+        with self.ctx.engine.connect() as conn:
+            size = conn.execute(
+                select(uploads.c.size).join(repositories)
+                .where(uploads.c.id == upload_id, repositories.c.name == name)
+            ).scalar_one_or_none()
+        if size is None:
+            raise blob_upload_unknown(upload_id)
+        return UploadState(upload_id, size)
+
+    async def append(self, name: str, upload_id: str, body: AsyncIterator[bytes],
+                     content_range: ContentRange | None, content_length: int | None) -> UploadState:
+        state = await self.status(name, upload_id)
+        if content_range is not None:
+            if content_range.start != state.size:
+                raise range_invalid(f"chunk starts at {content_range.start}, upload is at {state.size}", state.size)
+            if content_length is not None and content_length != content_range.length:
+                raise range_invalid("Content-Range and Content-Length disagree", state.size)
+        writer, running = await self.ctx.run(self._open, upload_id, state.size)
+        try:
+            received = await self._pump(body, writer, running)
+        except BaseException:
+            await self.ctx.run(writer.close)
+            raise
+        expected = content_range.length if content_range is not None else content_length
+        if expected is not None and received != expected:
+            await self.ctx.run(writer.close)
+            raise size_invalid(f"expected {expected} bytes, received {received}")
+        new_size = await self.ctx.run(writer.finish)
+        await self.ctx.run(self._record_size, upload_id, state.size, new_size)
+        self._hashes.put(upload_id, new_size, running)
+        return UploadState(upload_id, new_size)
+
+    def _open(self, upload_id: str, size: int) -> tuple[UploadWriter, hashlib._Hash]:
+        try:
+            writer = self.ctx.store.open_upload(upload_id, size)
+        except (FileNotFoundError, UploadOffsetMismatch):
+            self._forget(upload_id)
+            raise blob_upload_unknown(upload_id) from None
+        running = self._hashes.take(upload_id, size) or self._rehash(upload_id, RUNNING_ALGORITHM, size)
+        return writer, running
+
+    def _rehash(self, upload_id: str, algorithm: str, size: int) -> hashlib._Hash:
+        hasher = hashlib.new(algorithm)
+        remaining = size
+        for chunk in self.ctx.store.read_upload(upload_id, READ_CHUNK):
+            hasher.update(chunk[:remaining])
+            remaining -= len(chunk)
+            if remaining <= 0:
+                break
+        return hasher
+
+    async def _pump(self, body: AsyncIterator[bytes], writer: UploadWriter, running: hashlib._Hash) -> int:
+        """Write and hash the body in large pieces on the pool while the event loop reads the next piece."""
+        pending: asyncio.Future[None] | None = None
+        buffer = bytearray()
+        received = 0
+        loop = asyncio.get_running_loop()
+
+        def consume(piece: bytes) -> None:
+            running.update(piece)
+            writer.write(piece)
+
+        async for chunk in body:
+            buffer += chunk
+            received += len(chunk)
+            if len(buffer) >= WRITE_CHUNK:
+                if pending is not None:
+                    await pending
+                pending = loop.run_in_executor(self.ctx.executor, consume, bytes(buffer))
+                buffer.clear()
+        if pending is not None:
+            await pending
+        if buffer:
+            await loop.run_in_executor(self.ctx.executor, consume, bytes(buffer))
+        return received
+
+    def _record_size(self, upload_id: str, old_size: int, new_size: int) -> None:
+        with write_transaction(self.ctx.engine) as conn:
+            changed = conn.execute(
+                update(uploads).where(uploads.c.id == upload_id, uploads.c.size == old_size)
+                .values(size=new_size, updated_at=utcnow())
+            ).rowcount
+        if not changed:
+            raise RegistryError("BLOB_UPLOAD_INVALID", "upload was changed concurrently", 409,
+                                {"uuid": upload_id})
+
+    async def complete(self, name: str, upload_id: str, digest: Digest, body: AsyncIterator[bytes] | None,
+                       content_range: ContentRange | None, content_length: int | None) -> Digest:
+        if body is not None:
+            state = await self.append(name, upload_id, body, content_range, content_length)
+        else:
+            state = await self.status(name, upload_id)
+        await self.ctx.run(self._commit, name, upload_id, digest, state.size)
+        return digest
+
+    def _commit(self, name: str, upload_id: str, digest: Digest, size: int) -> None:
+        running = self._hashes.take(upload_id, size) if digest.algorithm == RUNNING_ALGORITHM else None
+        if running is None:
+            if self.ctx.store.upload_size(upload_id) is None:
+                self._forget(upload_id)
+                raise blob_upload_unknown(upload_id)
+            running = self._rehash(upload_id, digest.algorithm, size)
+        if running.hexdigest() != digest.hex:
+            if digest.algorithm == RUNNING_ALGORITHM:
+                self._hashes.put(upload_id, size, running)
+            raise digest_invalid("content does not match the digest", str(digest))
+        self.ctx.store.commit(upload_id, digest)
+        with write_transaction(self.ctx.engine) as conn:
+            repository_id = ensure_repository(conn, name, utcnow())
+            link_blob(conn, repository_id, digest, size)
+            conn.execute(delete(uploads).where(uploads.c.id == upload_id))
+
+    async def cancel(self, name: str, upload_id: str) -> None:
+        await self.status(name, upload_id)
+        await self.ctx.run(self._forget, upload_id)
+
+    def _forget(self, upload_id: str) -> None:
+        self._hashes.drop(upload_id)
+        with write_transaction(self.ctx.engine) as conn:
+            conn.execute(delete(uploads).where(uploads.c.id == upload_id))
+        self.ctx.store.discard_upload(upload_id)
+
+
+def parse_content_range(header: str | None) -> ContentRange | None:
+    """Parse a chunk's `Content-Range: <start>-<end>` (also tolerating a `bytes ` prefix and a `/total`)."""
+    if header is None:
+        return None
+    text = header.strip()
+    for prefix in ("bytes=", "bytes "):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+    text = text.split("/", 1)[0]
+    start_text, sep, end_text = text.partition("-")
+    if not sep or not start_text.isdigit() or not end_text.isdigit():
+        raise RegistryError("BLOB_UPLOAD_INVALID", "malformed Content-Range", 416, {"contentRange": header[:100]})
+    start, end = int(start_text), int(end_text)
+    if end < start:
+        raise RegistryError("BLOB_UPLOAD_INVALID", "Content-Range ends before it starts", 416,
+                            {"contentRange": header[:100]})
+    return ContentRange(start, end)

@@ -1,0 +1,1 @@
+"""Keys and certificates; later scanning, signing and trust."""
