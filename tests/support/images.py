@@ -62,6 +62,10 @@ def make_image(seed: str, layer_count: int = 2, architecture: str = "amd64") -> 
 def push_blob(client: httpx.Client, repository: str, data: bytes) -> str:
     digest = sha256(data)
     response = client.post(f"/v2/{repository}/blobs/uploads/", params={"digest": digest}, content=data)
+    if response.status_code == 202:
+        location = response.headers["Location"]
+        separator = "&" if "?" in location else "?"
+        response = client.put(f"{location}{separator}digest={digest}", content=data)
     assert response.status_code == 201, response.text
     return digest
 

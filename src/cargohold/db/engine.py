@@ -37,6 +37,12 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         yield connection
 
 
+def reads_inline(engine: Engine) -> bool:
+    """Whether short indexed reads may run on the event loop: yes for an embedded SQLite file (microseconds,
+    never blocked by writers under WAL), no for a database across a network."""
+    return engine.dialect.name == "sqlite"
+
+
 def binary_order(column: ColumnElement[Any], engine: Engine) -> ColumnElement[Any]:
     """Order strings by their bytes, as the OCI spec's lexical order for tags and repositories asks."""
     if engine.dialect.name == "postgresql":
@@ -55,5 +61,7 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Connection) -> None:
-    immediate = connection.get_execution_options().get("immediate", False)
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    options = connection.get_execution_options()
+    if options.get("isolation_level") == "AUTOCOMMIT":
+        return
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get("immediate", False) else "BEGIN")

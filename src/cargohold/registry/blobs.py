@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.engine import Connection
 
 from cargohold.blobs.store import StoredBlob
@@ -14,16 +14,19 @@ from cargohold.registry.context import RegistryContext, utcnow
 from cargohold.registry.repositories import ensure_repository, find_repository_id
 
 
-def stat_blob(ctx: RegistryContext, name: str, digest: Digest) -> StoredBlob:
-    """The blob as stored, if it was pushed or mounted into `name`; BLOB_UNKNOWN otherwise."""
-    with ctx.engine.connect() as conn:
-        size = conn.execute(
-            select(blobs.c.size)
-            .select_from(repository_blobs.join(repositories).join(blobs))
-            .where(repositories.c.name == name, repository_blobs.c.digest == str(digest))
-        ).scalar_one_or_none()
+_BLOB_SIZE = (select(blobs.c.size).select_from(repository_blobs.join(repositories).join(blobs))
+              .where(repositories.c.name == bindparam("name"), repository_blobs.c.digest == bindparam("digest")))
+
+
+def find_blob(conn: Connection, name: str, digest: Digest) -> int:
+    """The size of a blob pushed or mounted into `name`; BLOB_UNKNOWN otherwise."""
+    size = conn.execute(_BLOB_SIZE, {"name": name, "digest": str(digest)}).scalar_one_or_none()
     if size is None:
         raise blob_unknown(str(digest))
+    return size
+
+
+def stored_blob(ctx: RegistryContext, digest: Digest) -> StoredBlob:
     stored = ctx.store.stat(digest)
     if stored is None:
         raise blob_unknown(str(digest))

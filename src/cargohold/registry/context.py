@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import ParamSpec, TypeVar
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from cargohold.blobs.store import BlobStore
+from cargohold.db.engine import reads_inline
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -23,6 +24,22 @@ class RegistryContext:
     engine: Engine
     store: BlobStore
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(32, "cargohold-io"))
+    _loop_connection: Connection | None = field(default=None, init=False, repr=False)
+
+    async def read(self, fn: Callable[..., T], *args: object) -> T:
+        """Run a short read `fn(connection, *args)`: inline where the database allows it, else on the pool.
+
+        This is the hot path of pulls; inline reads reuse one autocommit connection owned by the event loop.
+        """
+        if reads_inline(self.engine):
+            if self._loop_connection is None:
+                self._loop_connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            return fn(self._loop_connection, *args)
+        return await self.run(self._pooled_read, fn, *args)
+
+    def _pooled_read(self, fn: Callable[..., T], *args: object) -> T:
+        with self.engine.connect() as connection:
+            return fn(connection, *args)
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run blocking database or storage work off the event loop."""

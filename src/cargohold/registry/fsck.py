@@ -31,16 +31,18 @@ class FsckReport:
 
 def check_store(ctx: RegistryContext) -> FsckReport:
     report = FsckReport()
-    known = _check_blobs(ctx, report)
-    _check_manifests(ctx, report)
+    known, unusable = _check_blobs(ctx, report)
+    _check_manifests(ctx, report, unusable)
     for digest in ctx.store.digests():
         if str(digest) not in known:
             report.warnings.append(f"blob file {digest} has no metadata (unused; garbage collection may remove it)")
     return report
 
 
-def _check_blobs(ctx: RegistryContext, report: FsckReport) -> set[str]:
+def _check_blobs(ctx: RegistryContext, report: FsckReport) -> tuple[set[str], set[str]]:
+    """Verify every recorded blob; return the recorded digests and those whose bytes are missing or wrong."""
     known: set[str] = set()
+    unusable: set[str] = set()
     with ctx.engine.connect() as conn:
         rows = conn.execute(select(blobs.c.digest, blobs.c.size).order_by(blobs.c.digest)).all()
     for row in rows:
@@ -50,19 +52,22 @@ def _check_blobs(ctx: RegistryContext, report: FsckReport) -> set[str]:
         stored = ctx.store.stat(digest)
         if stored is None:
             report.damage.append(f"blob {digest}: bytes missing from the store")
+            unusable.add(row.digest)
             continue
         if stored.size != row.size:
             report.damage.append(f"blob {digest}: {stored.size} bytes stored, {row.size} recorded")
+            unusable.add(row.digest)
             continue
         hasher = hashlib.new(digest.algorithm)
         for chunk in ctx.store.read(digest, READ_CHUNK):
             hasher.update(chunk)
         if hasher.hexdigest() != digest.hex:
             report.damage.append(f"blob {digest}: content does not match its digest")
-    return known
+            unusable.add(row.digest)
+    return known, unusable
 
 
-def _check_manifests(ctx: RegistryContext, report: FsckReport) -> None:
+def _check_manifests(ctx: RegistryContext, report: FsckReport, unusable: set[str]) -> None:
     with ctx.engine.connect() as conn:
         linked = {(r.repository_id, r.digest) for r in conn.execute(select(repository_blobs))}
         present_blobs = set(conn.execute(select(blobs.c.digest)).scalars())
@@ -88,8 +93,8 @@ def _check_manifests(ctx: RegistryContext, report: FsckReport) -> None:
             except RegistryError as exc:
                 report.damage.append(f"{where}: no longer parses ({exc})")
             for ref_digest, kind in references.get(row.id, []):
-                if kind == "blob" and ref_digest not in present_blobs:
-                    report.damage.append(f"{where}: needs blob {ref_digest}, which the store lacks")
+                if kind == "blob" and (ref_digest not in present_blobs or ref_digest in unusable):
+                    report.damage.append(f"{where}: needs blob {ref_digest}, which is missing or damaged")
                 elif kind == "blob" and (row.repository_id, ref_digest) not in linked:
                     report.warnings.append(f"{where}: blob {ref_digest} was deleted from the repository")
                 elif kind == "manifest" and (row.repository_id, ref_digest) not in present_manifests:

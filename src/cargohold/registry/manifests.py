@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -44,18 +44,18 @@ class PutResult:
     subject_digest: str | None
 
 
-def get_manifest(ctx: RegistryContext, name: str, reference: str) -> StoredManifest:
+_MANIFEST_COLUMNS = (manifests.c.digest, manifests.c.media_type, manifests.c.content, manifests.c.subject_digest)
+_BY_DIGEST = (select(*_MANIFEST_COLUMNS).select_from(manifests.join(repositories))
+              .where(repositories.c.name == bindparam("name"), manifests.c.digest == bindparam("reference")))
+_BY_TAG = (select(*_MANIFEST_COLUMNS)
+           .select_from(tags.join(repositories).join(manifests, manifests.c.id == tags.c.manifest_id))
+           .where(repositories.c.name == bindparam("name"), tags.c.name == bindparam("reference")))
+
+
+def find_manifest(conn: Connection, name: str, reference: str) -> StoredManifest:
     """Look a manifest up by tag or digest: one indexed query, the hot path of every pull."""
-    columns = (manifests.c.digest, manifests.c.media_type, manifests.c.content, manifests.c.subject_digest)
-    if is_digest(reference):
-        query = (select(*columns).select_from(manifests.join(repositories))
-                 .where(repositories.c.name == name, manifests.c.digest == reference))
-    else:
-        query = (select(*columns)
-                 .select_from(tags.join(repositories).join(manifests, manifests.c.id == tags.c.manifest_id))
-                 .where(repositories.c.name == name, tags.c.name == reference))
-    with ctx.engine.connect() as conn:
-        row = conn.execute(query).first()
+    query = _BY_DIGEST if is_digest(reference) else _BY_TAG
+    row = conn.execute(query, {"name": name, "reference": reference}).first()
     if row is None:
         raise manifest_unknown(reference)
     return StoredManifest(row.digest, row.media_type, row.content, row.subject_digest)

@@ -72,7 +72,8 @@ class RegistryRoutes:
     async def get_blob(self, request: Request) -> Response:
         name = repository(request)
         digest = digest_from(request.path_params["digest"])
-        stored = await self.ctx.run(blobs.stat_blob, self.ctx, name, digest)
+        await self.ctx.read(blobs.find_blob, name, digest)
+        stored = await self.ctx.run(blobs.stored_blob, self.ctx, digest)
         check_range(request.headers.get("range"), stored.size)
         headers = {"Docker-Content-Digest": str(digest), "Accept-Ranges": "bytes", "ETag": f'"{digest}"',
                    "Cache-Control": "max-age=31536000"}
@@ -133,7 +134,7 @@ class RegistryRoutes:
     async def get_manifest(self, request: Request) -> Response:
         name = repository(request)
         reference = _reference(request)
-        found = await self.ctx.run(manifests.get_manifest, self.ctx, name, reference)
+        found = await self.ctx.read(manifests.find_manifest, name, reference)
         if not manifests.accepts(",".join(request.headers.getlist("accept")), found.media_type):
             raise manifest_unknown(reference)
         headers = {"Docker-Content-Digest": found.digest, "ETag": f'"{found.digest}"', **API_VERSION}
