@@ -7,7 +7,7 @@ the whole, verified blob. All methods are blocking; callers run them off the eve
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -34,7 +34,8 @@ class StoredBlob:
 class UploadWriter(Protocol):
     size: int
 
-    def write(self, data: bytes) -> None: ...
+    def write(self, pieces: Sequence[bytes]) -> None:
+        """Append the pieces in order."""
 
     def finish(self) -> int:
         """Make everything written durable, close, and return the staged size."""

@@ -27,7 +27,7 @@ from cargohold.registry.blobs import link_blob
 from cargohold.registry.context import RegistryContext, utcnow
 from cargohold.registry.repositories import ensure_repository
 
-WRITE_CHUNK = 4 * 1024 * 1024
+WRITE_BATCH = 8 * 1024 * 1024
 READ_CHUNK = 1024 * 1024
 RUNNING_ALGORITHM = "sha256"
 
@@ -148,28 +148,35 @@ class Uploads:
         return hasher
 
     async def _pump(self, body: AsyncIterator[bytes], writer: UploadWriter, running: hashlib._Hash) -> int:
-        """Write and hash the body in large pieces on the pool while the event loop reads the next piece."""
+        """Hash and write the body in batches on the pool while the event loop receives the next batch.
+
+        Chunks are handed over as they came, never joined: on two cores every copy costs throughput.
+        """
         pending: asyncio.Future[None] | None = None
-        buffer = bytearray()
-        received = 0
+        batch: list[bytes] = []
+        batched = received = 0
         loop = asyncio.get_running_loop()
 
-        def consume(piece: bytes) -> None:
-            running.update(piece)
-            writer.write(piece)
+        def consume(pieces: list[bytes]) -> None:
+            for piece in pieces:
+                running.update(piece)
+            writer.write(pieces)
 
         async for chunk in body:
-            buffer += chunk
+            if not chunk:
+                continue
+            batch.append(chunk)
+            batched += len(chunk)
             received += len(chunk)
-            if len(buffer) >= WRITE_CHUNK:
+            if batched >= WRITE_BATCH:
                 if pending is not None:
                     await pending
-                pending = loop.run_in_executor(self.ctx.executor, consume, bytes(buffer))
-                buffer.clear()
+                pending = loop.run_in_executor(self.ctx.executor, consume, batch)
+                batch, batched = [], 0
         if pending is not None:
             await pending
-        if buffer:
-            await loop.run_in_executor(self.ctx.executor, consume, bytes(buffer))
+        if batch:
+            await loop.run_in_executor(self.ctx.executor, consume, batch)
         return received
 
     def _record_size(self, upload_id: str, old_size: int, new_size: int) -> None:
