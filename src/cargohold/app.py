@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
+from cargohold.auth.audit import AuditLog
+from cargohold.auth.routes import AuthRoutes
+from cargohold.auth.service import AuthService
 from cargohold.blobs.filesystem import FilesystemBlobStore
 from cargohold.config import Settings
 from cargohold.db.engine import make_engine
@@ -14,6 +19,7 @@ from cargohold.oci.errors import RegistryError
 from cargohold.registry.context import RegistryContext
 from cargohold.registry.http import http_error_handler, registry_error_handler, unexpected_error_handler
 from cargohold.registry.routes import RegistryRoutes
+from cargohold.security.master_key import load_sealer
 
 
 def build_context(settings: Settings) -> RegistryContext:
@@ -22,13 +28,22 @@ def build_context(settings: Settings) -> RegistryContext:
 
 def create_app(settings: Settings) -> Starlette:
     ctx = build_context(settings)
+    audit = AuditLog(ctx.engine)
+    auth = AuthService(ctx, load_sealer(settings.data_dir), audit)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        audit.flush()
+
     return Starlette(
-        routes=RegistryRoutes(ctx).routes(),
+        routes=[*AuthRoutes(auth).routes(), *RegistryRoutes(ctx, auth).routes()],
         exception_handlers={
             RegistryError: registry_error_handler,
             HTTPException: http_error_handler,
             Exception: unexpected_error_handler,
         },
+        lifespan=lifespan,
     )
 
 

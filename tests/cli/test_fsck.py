@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import httpx
-
 from tests.support.images import make_image, push_image
 from tests.support.server import RunningServer
 
@@ -18,7 +16,7 @@ def blob_file(server: RunningServer, digest: str) -> Path:
 
 def test_fsck_reports_corrupt_and_missing_blobs(fresh_server: RunningServer) -> None:
     image = make_image("fsck")
-    with httpx.Client(base_url=fresh_server.url) as client:
+    with fresh_server.client() as client:
         push_image(client, "fsck/app", "v1", image)
     fresh_server.stop()
     healthy = fresh_server.fsck()

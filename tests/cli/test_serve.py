@@ -19,7 +19,8 @@ def test_self_signed_tls_serves_https_trusted_by_its_ca(tmp_path: Path) -> None:
         server.start(verify=False)
         assert ca.exists() and (ca.stat().st_mode & 0o777) != 0
         assert ((tmp_path / "data" / "tls" / "server-key.pem").stat().st_mode & 0o777) == 0o600
-        response = httpx.get(f"{server.url}/v2/", verify=ssl.create_default_context(cafile=str(ca)))
+        response = httpx.get(f"{server.url}/v2/", verify=ssl.create_default_context(cafile=str(ca)),
+                             auth=server.credentials)
         assert response.status_code == 200
         try:
             httpx.get(f"{server.url}/v2/", verify=True)

@@ -23,10 +23,11 @@ def slow_body(data: bytes, piece: int, started: threading.Event) -> Iterator[byt
         time.sleep(0.02)
 
 
-def send_in_background(method: str, url: str, body: Iterator[bytes], **kwargs: object) -> threading.Thread:
+def send_in_background(method: str, url: str, body: Iterator[bytes], auth: tuple[str, str],
+                       **kwargs: object) -> threading.Thread:
     def run() -> None:
         try:
-            httpx.request(method, url, content=body, timeout=30, **kwargs)  # type: ignore[arg-type]
+            httpx.request(method, url, content=body, timeout=30, auth=auth, **kwargs)  # type: ignore[arg-type]
         except httpx.HTTPError:
             pass
 
@@ -37,7 +38,7 @@ def send_in_background(method: str, url: str, body: Iterator[bytes], **kwargs: o
 
 def test_kill_during_uploads_leaves_no_partial_blob_and_uploads_resume(fresh_server: RunningServer) -> None:
     server = fresh_server
-    client = httpx.Client(base_url=server.url, timeout=30)
+    client = server.client()
     data = os.urandom(12 * MiB)
     digest = sha256(data)
 
@@ -47,11 +48,11 @@ def test_kill_during_uploads_leaves_no_partial_blob_and_uploads_resume(fresh_ser
 
     chunk_started, mono_started = threading.Event(), threading.Event()
     chunk_thread = send_in_background(
-        "PATCH", server.url + location, slow_body(data[MiB:], 256 * 1024, chunk_started),
+        "PATCH", server.url + location, slow_body(data[MiB:], 256 * 1024, chunk_started), server.credentials,
         headers={"Content-Range": f"{MiB}-{len(data) - 1}"})
     mono_thread = send_in_background(
         "POST", f"{server.url}/v2/crash/mono/blobs/uploads/?digest={digest}",
-        slow_body(data, 256 * 1024, mono_started))
+        slow_body(data, 256 * 1024, mono_started), server.credentials)
     assert chunk_started.wait(10) and mono_started.wait(10)
     time.sleep(0.3)
     server.kill()
@@ -59,7 +60,7 @@ def test_kill_during_uploads_leaves_no_partial_blob_and_uploads_resume(fresh_ser
     mono_thread.join(10)
 
     server.start()
-    client = httpx.Client(base_url=server.url, timeout=30)
+    client = server.client()
     assert client.head(f"/v2/crash/mono/blobs/{digest}").status_code == 404
     assert client.head(f"/v2/crash/chunked/blobs/{digest}").status_code == 404
 
@@ -82,13 +83,13 @@ def test_kill_during_uploads_leaves_no_partial_blob_and_uploads_resume(fresh_ser
 
 
 def test_uploads_survive_a_clean_restart(fresh_server: RunningServer) -> None:
-    client = httpx.Client(base_url=fresh_server.url, timeout=30)
+    client = fresh_server.client()
     data = os.urandom(300_000)
     location = client.post("/v2/restart/app/blobs/uploads/").headers["Location"]
     client.patch(location, content=data[:100_000], headers={"Content-Range": "0-99999"})
     fresh_server.stop()
     fresh_server.start()
-    client = httpx.Client(base_url=fresh_server.url, timeout=30)
+    client = fresh_server.client()
     response = client.put(location, params={"digest": sha256(data)}, content=data[100_000:],
                           headers={"Content-Range": f"100000-{len(data) - 1}"})
     assert response.status_code == 201

@@ -169,7 +169,7 @@ def test_concurrent_pushes_to_one_tag_leave_one_winner(client: httpx.Client, ser
             push_blob(client, "app/race", blob)
 
     def put(image_manifest: bytes) -> int:
-        with httpx.Client(base_url=server.url, timeout=60) as own:
+        with server.client() as own:
             return own.put("/v2/app/race/manifests/latest", content=image_manifest,
                            headers={"Content-Type": OCI_MANIFEST}).status_code
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -31,6 +32,16 @@ class RunningServer:
     @property
     def url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def credentials(self) -> tuple[str, str]:
+        """The Owner service principal created on first start."""
+        created = json.loads((self.data_dir / "initial-credentials").read_text())
+        return created["clientId"], created["clientSecret"]
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        """An HTTP client that authenticates as the Owner with basic credentials, as ACR allows on /v2/."""
+        return httpx.Client(base_url=self.url, auth=self.credentials, timeout=60, **kwargs)  # type: ignore[arg-type]
 
     @property
     def host(self) -> str:

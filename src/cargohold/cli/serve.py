@@ -28,22 +28,36 @@ def serve(
     tls_key: Annotated[Path | None, typer.Option(help="PEM private key for --tls-cert.")] = None,
     insecure_http: Annotated[bool, typer.Option(help="Allow plain HTTP on a non-loopback address.")] = False,
     workers: Annotated[int, typer.Option(min=1, help="Server worker processes.")] = 1,
+    registry_name: Annotated[str, typer.Option(help="Name of the registry created on first start (5-50 "
+                                                    "alphanumerics).")] = "cargohold",
+    domain: Annotated[str, typer.Option(help="Registries answer as <name>.<domain>.")] = "localhost",
     server: Annotated[ServerKind, typer.Option(help="HTTP server implementation.")] = ServerKind.granian,
 ) -> None:
     """Run the registry. With no options: SQLite and a filesystem store under ./data, HTTP on 127.0.0.1:5000."""
     settings = Settings.for_data_dir(data_dir, db_url)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not settings.data_dir.exists():
+        settings.data_dir.mkdir(parents=True, mode=0o700)
     cert, key = _tls_files(settings, host, tls, tls_cert, tls_key)
     if cert is None and not _is_loopback(host) and not insecure_http:
         raise typer.BadParameter(f"{host} is not a loopback address: use --tls-cert/--tls-key or --tls self-signed, "
                                  "or accept plain HTTP with --insecure-http", param_hint="--host")
 
+    from cargohold.auth.bootstrap import bootstrap
+    from cargohold.db.engine import make_engine
     from cargohold.db.migrate import upgrade
+    from cargohold.security.master_key import load_sealer
 
     upgrade(settings.db_url)
+    engine = make_engine(settings.db_url)
+    started = bootstrap(engine, load_sealer(settings.data_dir), settings.data_dir, registry_name,
+                        f"{registry_name}.{domain}".lower())
+    engine.dispose()
+    if started.credentials_file is not None:
+        typer.echo(f"created an Owner service principal; its credentials are in {started.credentials_file}", err=True)
     os.environ.update(settings.to_env())
     scheme = "https" if cert else "http"
-    typer.echo(f"cargohold serving {settings.data_dir} on {scheme}://{_url_host(host)}:{port}", err=True)
+    typer.echo(f"cargohold serving registry {started.registry.name} ({started.registry.login_server}) from "
+               f"{settings.data_dir} on {scheme}://{_url_host(host)}:{port}", err=True)
     if server is ServerKind.granian:
         _run_granian(host, port, workers, cert, key, settings.data_dir)
     else:

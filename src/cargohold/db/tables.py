@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -30,13 +31,30 @@ metadata = MetaData(
 DIGEST = String(160)
 MEDIA_TYPE = String(255)
 
+registries = Table(
+    "registries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(50), nullable=False, unique=True),
+    Column("login_server", String(255), nullable=False, unique=True),
+    Column("anonymous_pull_enabled", Boolean, nullable=False, default=False),
+    Column("admin_user_enabled", Boolean, nullable=False, default=False),
+    Column("public_network_access", Boolean, nullable=False, default=True),
+    Column("network_default_action", String(8), nullable=False, default="Allow"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+"""A registry: a namespace of repositories with its own login server, keys, credentials and policies."""
+
 repositories = Table(
     "repositories",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("name", String(256), nullable=False, unique=True),
+    Column("registry_id", Integer, ForeignKey("registries.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(256), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("registry_id", "name"),
 )
 
 blobs = Table(

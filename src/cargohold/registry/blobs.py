@@ -11,16 +11,18 @@ from cargohold.db.tables import blobs, repositories, repository_blobs
 from cargohold.oci.digest import Digest
 from cargohold.oci.errors import blob_unknown
 from cargohold.registry.context import RegistryContext, utcnow
-from cargohold.registry.repositories import ensure_repository, find_repository_id
+from cargohold.registry.repositories import RepositoryRef, ensure_repository, find_repository_id
 
 
 _BLOB_SIZE = (select(blobs.c.size).select_from(repository_blobs.join(repositories).join(blobs))
-              .where(repositories.c.name == bindparam("name"), repository_blobs.c.digest == bindparam("digest")))
+              .where(repositories.c.registry_id == bindparam("registry"), repositories.c.name == bindparam("name"),
+                     repository_blobs.c.digest == bindparam("digest")))
 
 
-def find_blob(conn: Connection, name: str, digest: Digest) -> int:
-    """The size of a blob pushed or mounted into `name`; BLOB_UNKNOWN otherwise."""
-    size = conn.execute(_BLOB_SIZE, {"name": name, "digest": str(digest)}).scalar_one_or_none()
+def find_blob(conn: Connection, ref: RepositoryRef, digest: Digest) -> int:
+    """The size of a blob pushed or mounted into the repository; BLOB_UNKNOWN otherwise."""
+    size = conn.execute(_BLOB_SIZE, {"registry": ref.registry_id, "name": ref.name, "digest": str(digest)}
+                        ).scalar_one_or_none()
     if size is None:
         raise blob_unknown(str(digest))
     return size
@@ -33,10 +35,10 @@ def stored_blob(ctx: RegistryContext, digest: Digest) -> StoredBlob:
     return stored
 
 
-def delete_blob(ctx: RegistryContext, name: str, digest: Digest) -> None:
+def delete_blob(ctx: RegistryContext, ref: RepositoryRef, digest: Digest) -> None:
     """Remove the blob from the repository; its bytes stay until garbage collection finds them unused."""
     with write_transaction(ctx.engine) as conn:
-        repository_id = find_repository_id(conn, name)
+        repository_id = find_repository_id(conn, ref)
         removed = 0
         if repository_id is not None:
             removed = conn.execute(
@@ -47,15 +49,26 @@ def delete_blob(ctx: RegistryContext, name: str, digest: Digest) -> None:
         raise blob_unknown(str(digest))
 
 
-def mount_blob(ctx: RegistryContext, name: str, digest: Digest, source: str | None) -> bool:
-    """Link a blob that `source` (or, without one, any repository) holds into `name`. False if none does."""
+def repositories_holding(conn: Connection, registry_id: int, digest: Digest, limit: int = 20) -> list[str]:
+    """Names of repositories of the registry the blob was pushed or mounted into: candidate mount sources."""
+    return list(conn.execute(
+        select(repositories.c.name).join(repository_blobs)
+        .where(repository_blobs.c.digest == str(digest), repositories.c.registry_id == registry_id)
+        .order_by(repositories.c.name).limit(limit)).scalars())
+
+
+def mount_blob(ctx: RegistryContext, ref: RepositoryRef, digest: Digest, sources: list[str]) -> bool:
+    """Link a blob held by one of `sources` (repositories the caller may read) into `ref`. False if none does."""
+    if not sources:
+        return False
     with write_transaction(ctx.engine) as conn:
-        query = select(repository_blobs.c.digest).where(repository_blobs.c.digest == str(digest))
-        if source is not None:
-            query = query.join(repositories).where(repositories.c.name == source)
-        if conn.execute(query.limit(1)).first() is None or ctx.store.stat(digest) is None:
+        held = conn.execute(
+            select(repository_blobs.c.digest).join(repositories)
+            .where(repository_blobs.c.digest == str(digest), repositories.c.registry_id == ref.registry_id,
+                   repositories.c.name.in_(sources)).limit(1)).first()
+        if held is None or ctx.store.stat(digest) is None:
             return False
-        link_blob(conn, ensure_repository(conn, name, utcnow()), digest, None)
+        link_blob(conn, ensure_repository(conn, ref, utcnow()), digest, None)
     return True
 
 

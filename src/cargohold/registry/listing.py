@@ -10,6 +10,7 @@ from cargohold.db.engine import binary_order
 from cargohold.db.tables import manifests, repositories, tags
 from cargohold.oci.errors import name_unknown
 from cargohold.registry.context import RegistryContext
+from cargohold.registry.repositories import RepositoryRef, find_repository_id
 
 MAX_PAGE = 10_000
 """Largest page we return; a larger `n` gets this many and a `Link` to the rest."""
@@ -21,14 +22,12 @@ class Page:
     has_more: bool
 
 
-def list_tags(ctx: RegistryContext, name: str, n: int | None, last: str | None) -> Page:
+def list_tags(ctx: RegistryContext, ref: RepositoryRef, n: int | None, last: str | None) -> Page:
     limit = min(n, MAX_PAGE) if n is not None else MAX_PAGE
     with ctx.engine.connect() as conn:
-        repository_id = conn.execute(
-            select(repositories.c.id).where(repositories.c.name == name)
-        ).scalar_one_or_none()
+        repository_id = find_repository_id(conn, ref)
         if repository_id is None:
-            raise name_unknown(name)
+            raise name_unknown(ref.name)
         order = binary_order(tags.c.name, ctx.engine)
         query = select(tags.c.name).where(tags.c.repository_id == repository_id).order_by(order).limit(limit + 1)
         if last:
@@ -37,12 +36,13 @@ def list_tags(ctx: RegistryContext, name: str, n: int | None, last: str | None) 
     return Page(names[:limit], len(names) > limit)
 
 
-def list_repositories(ctx: RegistryContext, n: int | None, last: str | None) -> Page:
+def list_repositories(ctx: RegistryContext, registry_id: int, n: int | None, last: str | None) -> Page:
     """Repositories holding at least one manifest; ones with only uploads or blobs are not listed."""
     limit = min(n, MAX_PAGE) if n is not None else MAX_PAGE
     order = binary_order(repositories.c.name, ctx.engine)
     query = (select(repositories.c.name)
-             .where(exists().where(manifests.c.repository_id == repositories.c.id))
+             .where(repositories.c.registry_id == registry_id,
+                    exists().where(manifests.c.repository_id == repositories.c.id))
              .order_by(order).limit(limit + 1))
     if last:
         query = query.where(order > last)

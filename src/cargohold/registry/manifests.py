@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -25,7 +25,13 @@ from cargohold.oci.errors import (
 from cargohold.oci.manifest import Descriptor, ParsedManifest, parse_manifest
 from cargohold.oci.reference import validate_tag
 from cargohold.registry.context import RegistryContext, utcnow
-from cargohold.registry.repositories import ensure_repository, find_repository_id, touch_repository
+from cargohold.registry.repositories import (
+    RepositoryRef,
+    ensure_repository,
+    find_repository_id,
+    is_repository,
+    touch_repository,
+)
 
 WRITE_ATTEMPTS = 5
 
@@ -46,22 +52,24 @@ class PutResult:
 
 _MANIFEST_COLUMNS = (manifests.c.digest, manifests.c.media_type, manifests.c.content, manifests.c.subject_digest)
 _BY_DIGEST = (select(*_MANIFEST_COLUMNS).select_from(manifests.join(repositories))
-              .where(repositories.c.name == bindparam("name"), manifests.c.digest == bindparam("reference")))
+              .where(repositories.c.registry_id == bindparam("registry"), repositories.c.name == bindparam("name"),
+                     manifests.c.digest == bindparam("reference")))
 _BY_TAG = (select(*_MANIFEST_COLUMNS)
            .select_from(tags.join(repositories).join(manifests, manifests.c.id == tags.c.manifest_id))
-           .where(repositories.c.name == bindparam("name"), tags.c.name == bindparam("reference")))
+           .where(repositories.c.registry_id == bindparam("registry"), repositories.c.name == bindparam("name"),
+                  tags.c.name == bindparam("reference")))
 
 
-def find_manifest(conn: Connection, name: str, reference: str) -> StoredManifest:
+def find_manifest(conn: Connection, ref: RepositoryRef, reference: str) -> StoredManifest:
     """Look a manifest up by tag or digest: one indexed query, the hot path of every pull."""
     query = _BY_DIGEST if is_digest(reference) else _BY_TAG
-    row = conn.execute(query, {"name": name, "reference": reference}).first()
+    row = conn.execute(query, {"registry": ref.registry_id, "name": ref.name, "reference": reference}).first()
     if row is None:
         raise manifest_unknown(reference)
     return StoredManifest(row.digest, row.media_type, row.content, row.subject_digest)
 
 
-def put_manifest(ctx: RegistryContext, name: str, reference: str, body: bytes, content_type: str | None,
+def put_manifest(ctx: RegistryContext, ref: RepositoryRef, reference: str, body: bytes, content_type: str | None,
                  extra_tags: list[str]) -> PutResult:
     parsed = parse_manifest(body, content_type)
     if is_digest(reference):
@@ -76,7 +84,7 @@ def put_manifest(ctx: RegistryContext, name: str, reference: str, body: bytes, c
     for attempt in range(WRITE_ATTEMPTS):
         try:
             with write_transaction(ctx.engine) as conn:
-                _store_manifest(conn, name, digest, body, parsed, tag_names)
+                _store_manifest(conn, ref, digest, body, parsed, tag_names)
             break
         except IntegrityError:
             if attempt == WRITE_ATTEMPTS - 1:
@@ -84,10 +92,10 @@ def put_manifest(ctx: RegistryContext, name: str, reference: str, body: bytes, c
     return PutResult(digest, parsed.subject.digest if parsed.subject else None)
 
 
-def _store_manifest(conn: Connection, name: str, digest: str, body: bytes, parsed: ParsedManifest,
+def _store_manifest(conn: Connection, ref: RepositoryRef, digest: str, body: bytes, parsed: ParsedManifest,
                     tag_names: list[str]) -> None:
     now = utcnow()
-    repository_id = ensure_repository(conn, name, now)
+    repository_id = ensure_repository(conn, ref, now)
     _check_references(conn, repository_id, parsed)
     manifest_id = conn.execute(
         select(manifests.c.id).where(manifests.c.repository_id == repository_id, manifests.c.digest == digest)
@@ -152,12 +160,12 @@ def _point_tag(conn: Connection, repository_id: int, tag_name: str, manifest_id:
                                          created_at=now, updated_at=now))
 
 
-def delete_manifest(ctx: RegistryContext, name: str, reference: str) -> None:
+def delete_manifest(ctx: RegistryContext, ref: RepositoryRef, reference: str) -> None:
     """By digest: the manifest and every tag on it. By tag: only the tag (OCI Distribution 1.1)."""
     with write_transaction(ctx.engine) as conn:
-        repository_id = find_repository_id(conn, name)
+        repository_id = find_repository_id(conn, ref)
         if repository_id is None:
-            raise name_unknown(name)
+            raise name_unknown(ref.name)
         if is_digest(reference):
             removed = conn.execute(
                 delete(manifests).where(manifests.c.repository_id == repository_id, manifests.c.digest == reference)
@@ -171,12 +179,12 @@ def delete_manifest(ctx: RegistryContext, name: str, reference: str) -> None:
         touch_repository(conn, repository_id, utcnow())
 
 
-def referrers(ctx: RegistryContext, name: str, subject: Digest, artifact_type: str | None) -> dict[str, Any]:
-    """The image index of manifests in `name` whose subject is `subject`, optionally of one artifact type."""
+def referrers(ctx: RegistryContext, ref: RepositoryRef, subject: Digest, artifact_type: str | None) -> dict[str, Any]:
+    """The image index of manifests in the repository whose subject is `subject`, optionally of one artifact type."""
     query = (select(manifests.c.digest, manifests.c.media_type, manifests.c.size, manifests.c.artifact_type,
                     manifests.c.annotations)
              .select_from(manifests.join(repositories))
-             .where(and_(repositories.c.name == name, manifests.c.subject_digest == str(subject)))
+             .where(is_repository(ref), manifests.c.subject_digest == str(subject))
              .order_by(manifests.c.id))
     if artifact_type is not None:
         query = query.where(manifests.c.artifact_type == artifact_type)

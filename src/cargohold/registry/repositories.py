@@ -1,26 +1,40 @@
-"""Finding and creating repository rows."""
+"""Finding and creating repository rows. A repository is named within its registry."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, insert, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from cargohold.db.tables import repositories
 
 
-def find_repository_id(conn: Connection, name: str) -> int | None:
-    return conn.execute(select(repositories.c.id).where(repositories.c.name == name)).scalar_one_or_none()
+@dataclass(frozen=True, slots=True)
+class RepositoryRef:
+    registry_id: int
+    name: str
 
 
-def ensure_repository(conn: Connection, name: str, now: datetime) -> int:
+def is_repository(ref: RepositoryRef) -> ColumnElement[bool]:
+    """The SQL condition selecting `ref`'s row of `repositories`."""
+    return and_(repositories.c.registry_id == ref.registry_id, repositories.c.name == ref.name)
+
+
+def find_repository_id(conn: Connection, ref: RepositoryRef) -> int | None:
+    return conn.execute(select(repositories.c.id).where(is_repository(ref))).scalar_one_or_none()
+
+
+def ensure_repository(conn: Connection, ref: RepositoryRef, now: datetime) -> int:
     """Return the repository's id, creating it inside the caller's write transaction if it is new."""
-    existing = find_repository_id(conn, name)
+    existing = find_repository_id(conn, ref)
     if existing is not None:
         return existing
     return conn.execute(
-        insert(repositories).values(name=name, created_at=now, updated_at=now).returning(repositories.c.id)
+        insert(repositories).values(registry_id=ref.registry_id, name=ref.name, created_at=now, updated_at=now)
+        .returning(repositories.c.id)
     ).scalar_one()
 
 

@@ -8,8 +8,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
+from cargohold.auth.permissions import DELETE, PULL, PUSH, Scope
+from cargohold.auth.principals import ANONYMOUS
+from cargohold.auth.service import Access, AuthService
 from cargohold.oci import mediatypes
-from cargohold.oci.digest import is_digest
+from cargohold.oci.digest import Digest, is_digest
 from cargohold.oci.errors import RegistryError, manifest_unknown
 from cargohold.oci.manifest import MAX_MANIFEST_BYTES
 from cargohold.oci.reference import validate_name
@@ -27,6 +30,7 @@ from cargohold.registry.http import (
     read_limited,
     repository,
 )
+from cargohold.registry.repositories import RepositoryRef
 from cargohold.registry.uploads import Uploads, UploadState, parse_content_range
 
 
@@ -35,9 +39,16 @@ class BlobFileResponse(FileResponse):
 
 
 class RegistryRoutes:
-    def __init__(self, ctx: RegistryContext) -> None:
+    def __init__(self, ctx: RegistryContext, auth: AuthService) -> None:
         self.ctx = ctx
+        self.auth = auth
         self.uploads = Uploads(ctx)
+
+    async def _repository(self, request: Request, *actions: str) -> tuple[RepositoryRef, Access]:
+        """Validate the name in the path and authorize `actions` on it."""
+        name = repository(request)
+        access = await self.auth.authorize(request, [Scope("repository", name, frozenset(actions))])
+        return RepositoryRef(access.registry.id, name), access
 
     def routes(self) -> list[Route]:
         return [
@@ -57,22 +68,26 @@ class RegistryRoutes:
             Route("/v2/{name:path}/referrers/{digest}", self.referrers, methods=["GET"]),
         ]
 
-    async def base(self, _request: Request) -> Response:
+    async def base(self, request: Request) -> Response:
+        access = await self.auth.authorize(request, [])
+        if access.principal.kind == ANONYMOUS:
+            raise self.auth.challenge(request, access.registry, [], None)
         return Response("{}", 200, API_VERSION, media_type=JSON)
 
     async def catalog(self, request: Request) -> Response:
+        access = await self.auth.authorize(request, [Scope("registry", "catalog", frozenset({"*"}))])
         n = page_size(request)
         last = request.query_params.get("last")
-        page = await self.ctx.run(listing.list_repositories, self.ctx, n, last)
+        page = await self.ctx.run(listing.list_repositories, self.ctx, access.registry.id, n, last)
         headers = dict(API_VERSION)
         if page.has_more:
             headers["Link"] = next_link("/v2/_catalog", n, page.items[-1])
         return Response(json.dumps({"repositories": page.items}), 200, headers, media_type=JSON)
 
     async def get_blob(self, request: Request) -> Response:
-        name = repository(request)
+        ref, _ = await self._repository(request, PULL)
         digest = digest_from(request.path_params["digest"])
-        await self.ctx.read(blobs.find_blob, name, digest)
+        await self.ctx.read(blobs.find_blob, ref, digest)
         stored = await self.ctx.run(blobs.stored_blob, self.ctx, digest)
         check_range(request.headers.get("range"), stored.size)
         headers = {"Docker-Content-Digest": str(digest), "Accept-Ranges": "bytes", "ETag": f'"{digest}"',
@@ -80,42 +95,51 @@ class RegistryRoutes:
         return BlobFileResponse(stored.path, headers=headers, media_type="application/octet-stream")
 
     async def delete_blob(self, request: Request) -> Response:
-        name = repository(request)
+        ref, access = await self._repository(request, DELETE)
         digest = digest_from(request.path_params["digest"])
-        await self.ctx.run(blobs.delete_blob, self.ctx, name, digest)
+        await self.ctx.run(blobs.delete_blob, self.ctx, ref, digest)
+        self.auth.record_access(access, "delete", ref.name, str(digest))
         return Response(status_code=202, headers=API_VERSION)
 
     async def start_upload(self, request: Request) -> Response:
-        name = repository(request)
+        ref, access = await self._repository(request, PULL, PUSH)
         params = request.query_params
         if (mounted := params.get("mount")) is not None:
             digest = digest_from(mounted)
-            source = params.get("from")
-            if source is not None:
-                validate_name(source)
-            if await self.ctx.run(blobs.mount_blob, self.ctx, name, digest, source):
-                return _blob_created(name, str(digest))
-        upload = await self.uploads.start(name)
+            if await self._mount(access, ref, digest, params.get("from")):
+                return _blob_created(ref.name, str(digest))
+        upload = await self.uploads.start(ref)
         if (declared := params.get("digest")) is not None:
             digest = digest_from(declared)
-            await self.uploads.complete(name, upload.id, digest, body_stream(request), None, content_length(request))
-            return _blob_created(name, str(digest))
-        return _upload_accepted(name, upload)
+            await self.uploads.complete(ref, upload.id, digest, body_stream(request), None, content_length(request))
+            return _blob_created(ref.name, str(digest))
+        return _upload_accepted(ref.name, upload)
+
+    async def _mount(self, access: Access, ref: RepositoryRef, digest: Digest, source: str | None) -> bool:
+        """Mount from `source`, or without one from any repository holding the blob, but only from repositories
+        the caller is entitled to pull from; otherwise the client falls back to uploading."""
+        if source is not None:
+            candidates = [validate_name(source)]
+        else:
+            candidates = await self.ctx.read(blobs.repositories_holding, ref.registry_id, digest)
+        readable = [name for name in candidates
+                    if await self.auth.entitled(access, Scope("repository", name, frozenset({PULL})))]
+        return await self.ctx.run(blobs.mount_blob, self.ctx, ref, digest, readable)
 
     async def upload_status(self, request: Request) -> Response:
-        name = repository(request)
-        upload = await self.uploads.status(name, request.path_params["upload_id"])
-        return _upload_response(name, upload, 204)
+        ref, _ = await self._repository(request, PULL, PUSH)
+        upload = await self.uploads.status(ref, request.path_params["upload_id"])
+        return _upload_response(ref.name, upload, 204)
 
     async def append_upload(self, request: Request) -> Response:
-        name = repository(request)
+        ref, _ = await self._repository(request, PULL, PUSH)
         content_range = parse_content_range(request.headers.get("content-range"))
-        upload = await self.uploads.append(name, request.path_params["upload_id"], body_stream(request),
+        upload = await self.uploads.append(ref, request.path_params["upload_id"], body_stream(request),
                                            content_range, content_length(request))
-        return _upload_accepted(name, upload)
+        return _upload_accepted(ref.name, upload)
 
     async def complete_upload(self, request: Request) -> Response:
-        name = repository(request)
+        ref, _ = await self._repository(request, PULL, PUSH)
         declared = request.query_params.get("digest")
         if declared is None:
             raise RegistryError("DIGEST_INVALID", "the digest query parameter is required", 400)
@@ -123,18 +147,18 @@ class RegistryRoutes:
         content_range = parse_content_range(request.headers.get("content-range"))
         length = content_length(request)
         body = body_stream(request) if length != 0 else None
-        await self.uploads.complete(name, request.path_params["upload_id"], digest, body, content_range, length)
-        return _blob_created(name, str(digest))
+        await self.uploads.complete(ref, request.path_params["upload_id"], digest, body, content_range, length)
+        return _blob_created(ref.name, str(digest))
 
     async def cancel_upload(self, request: Request) -> Response:
-        name = repository(request)
-        await self.uploads.cancel(name, request.path_params["upload_id"])
+        ref, _ = await self._repository(request, PULL, PUSH)
+        await self.uploads.cancel(ref, request.path_params["upload_id"])
         return Response(status_code=204, headers=API_VERSION)
 
     async def get_manifest(self, request: Request) -> Response:
-        name = repository(request)
+        ref, access = await self._repository(request, PULL)
         reference = _reference(request)
-        found = await self.ctx.read(manifests.find_manifest, name, reference)
+        found = await self.ctx.read(manifests.find_manifest, ref, reference)
         if not manifests.accepts(",".join(request.headers.getlist("accept")), found.media_type):
             raise manifest_unknown(reference)
         headers = {"Docker-Content-Digest": found.digest, "ETag": f'"{found.digest}"', **API_VERSION}
@@ -143,39 +167,44 @@ class RegistryRoutes:
         if request.method == "HEAD":
             headers["Content-Length"] = str(len(found.content))
             return Response(None, 200, headers, media_type=found.media_type)
+        self.auth.record_access(access, "pull", ref.name, reference)
         return Response(found.content, 200, headers, media_type=found.media_type)
 
     async def put_manifest(self, request: Request) -> Response:
-        name = repository(request)
+        ref, access = await self._repository(request, PULL, PUSH)
         reference = _reference(request)
         body = await read_limited(request, MAX_MANIFEST_BYTES)
-        result = await self.ctx.run(manifests.put_manifest, self.ctx, name, reference, body,
+        result = await self.ctx.run(manifests.put_manifest, self.ctx, ref, reference, body,
                                     request.headers.get("content-type"), request.query_params.getlist("tag"))
-        headers = {"Location": f"/v2/{name}/manifests/{result.digest}", "Docker-Content-Digest": result.digest,
+        self.auth.record_access(access, "push", ref.name, reference if reference == result.digest
+                                else f"{reference}@{result.digest}")
+        headers = {"Location": f"/v2/{ref.name}/manifests/{result.digest}", "Docker-Content-Digest": result.digest,
                    **API_VERSION}
         if result.subject_digest:
             headers["OCI-Subject"] = result.subject_digest
         return Response(status_code=201, headers=headers)
 
     async def delete_manifest(self, request: Request) -> Response:
-        name = repository(request)
-        await self.ctx.run(manifests.delete_manifest, self.ctx, name, _reference(request))
+        ref, access = await self._repository(request, DELETE)
+        reference = _reference(request)
+        await self.ctx.run(manifests.delete_manifest, self.ctx, ref, reference)
+        self.auth.record_access(access, "delete", ref.name, reference)
         return Response(status_code=202, headers=API_VERSION)
 
     async def list_tags(self, request: Request) -> Response:
-        name = repository(request)
+        ref, _ = await self._repository(request, PULL)
         n = page_size(request)
-        page = await self.ctx.run(listing.list_tags, self.ctx, name, n, request.query_params.get("last"))
+        page = await self.ctx.run(listing.list_tags, self.ctx, ref, n, request.query_params.get("last"))
         headers = dict(API_VERSION)
         if page.has_more:
-            headers["Link"] = next_link(f"/v2/{name}/tags/list", n, page.items[-1])
-        return Response(json.dumps({"name": name, "tags": page.items}), 200, headers, media_type=JSON)
+            headers["Link"] = next_link(f"/v2/{ref.name}/tags/list", n, page.items[-1])
+        return Response(json.dumps({"name": ref.name, "tags": page.items}), 200, headers, media_type=JSON)
 
     async def referrers(self, request: Request) -> Response:
-        name = repository(request)
+        ref, _ = await self._repository(request, PULL)
         subject = digest_from(request.path_params["digest"])
         artifact_type = request.query_params.get("artifactType") or None
-        index = await self.ctx.run(manifests.referrers, self.ctx, name, subject, artifact_type)
+        index = await self.ctx.run(manifests.referrers, self.ctx, ref, subject, artifact_type)
         headers = dict(API_VERSION)
         if artifact_type is not None:
             headers["OCI-Filters-Applied"] = "artifactType"

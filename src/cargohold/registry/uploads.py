@@ -25,7 +25,7 @@ from cargohold.oci.digest import Digest
 from cargohold.oci.errors import RegistryError, blob_upload_unknown, digest_invalid, range_invalid, size_invalid
 from cargohold.registry.blobs import link_blob
 from cargohold.registry.context import RegistryContext, utcnow
-from cargohold.registry.repositories import ensure_repository
+from cargohold.registry.repositories import RepositoryRef, ensure_repository, is_repository
 
 WRITE_BATCH = 8 * 1024 * 1024
 READ_CHUNK = 1024 * 1024
@@ -79,35 +79,35 @@ class Uploads:
         self.ctx = ctx
         self._hashes = _RunningHashes()
 
-    async def start(self, name: str) -> UploadState:
-        return await self.ctx.run(self._start, name)
+    async def start(self, ref: RepositoryRef) -> UploadState:
+        return await self.ctx.run(self._start, ref)
 
-    def _start(self, name: str) -> UploadState:
+    def _start(self, ref: RepositoryRef) -> UploadState:
         upload_id = uuid.uuid4().hex
         self.ctx.store.start_upload(upload_id)
         now = utcnow()
         with write_transaction(self.ctx.engine) as conn:
-            repository_id = ensure_repository(conn, name, now)
+            repository_id = ensure_repository(conn, ref, now)
             conn.execute(insert(uploads).values(id=upload_id, repository_id=repository_id, size=0,
                                                 created_at=now, updated_at=now))
         return UploadState(upload_id, 0)
 
-    async def status(self, name: str, upload_id: str) -> UploadState:
-        return await self.ctx.run(self._status, name, upload_id)
+    async def status(self, ref: RepositoryRef, upload_id: str) -> UploadState:
+        return await self.ctx.run(self._status, ref, upload_id)
 
-    def _status(self, name: str, upload_id: str) -> UploadState:
+    def _status(self, ref: RepositoryRef, upload_id: str) -> UploadState:
         with self.ctx.engine.connect() as conn:
             size = conn.execute(
                 select(uploads.c.size).join(repositories)
-                .where(uploads.c.id == upload_id, repositories.c.name == name)
+                .where(uploads.c.id == upload_id, is_repository(ref))
             ).scalar_one_or_none()
         if size is None:
             raise blob_upload_unknown(upload_id)
         return UploadState(upload_id, size)
 
-    async def append(self, name: str, upload_id: str, body: AsyncIterator[bytes],
+    async def append(self, ref: RepositoryRef, upload_id: str, body: AsyncIterator[bytes],
                      content_range: ContentRange | None, content_length: int | None) -> UploadState:
-        state = await self.status(name, upload_id)
+        state = await self.status(ref, upload_id)
         if content_range is not None:
             if content_range.start != state.size:
                 raise range_invalid(f"chunk starts at {content_range.start}, upload is at {state.size}", state.size)
@@ -189,16 +189,16 @@ class Uploads:
             raise RegistryError("BLOB_UPLOAD_INVALID", "upload was changed concurrently", 409,
                                 {"uuid": upload_id})
 
-    async def complete(self, name: str, upload_id: str, digest: Digest, body: AsyncIterator[bytes] | None,
+    async def complete(self, ref: RepositoryRef, upload_id: str, digest: Digest, body: AsyncIterator[bytes] | None,
                        content_range: ContentRange | None, content_length: int | None) -> Digest:
         if body is not None:
-            state = await self.append(name, upload_id, body, content_range, content_length)
+            state = await self.append(ref, upload_id, body, content_range, content_length)
         else:
-            state = await self.status(name, upload_id)
-        await self.ctx.run(self._commit, name, upload_id, digest, state.size)
+            state = await self.status(ref, upload_id)
+        await self.ctx.run(self._commit, ref, upload_id, digest, state.size)
         return digest
 
-    def _commit(self, name: str, upload_id: str, digest: Digest, size: int) -> None:
+    def _commit(self, ref: RepositoryRef, upload_id: str, digest: Digest, size: int) -> None:
         running = self._hashes.take(upload_id, size) if digest.algorithm == RUNNING_ALGORITHM else None
         if running is None:
             if self.ctx.store.upload_size(upload_id) is None:
@@ -211,12 +211,12 @@ class Uploads:
             raise digest_invalid("content does not match the digest", str(digest))
         self.ctx.store.commit(upload_id, digest)
         with write_transaction(self.ctx.engine) as conn:
-            repository_id = ensure_repository(conn, name, utcnow())
+            repository_id = ensure_repository(conn, ref, utcnow())
             link_blob(conn, repository_id, digest, size)
             conn.execute(delete(uploads).where(uploads.c.id == upload_id))
 
-    async def cancel(self, name: str, upload_id: str) -> None:
-        await self.status(name, upload_id)
+    async def cancel(self, ref: RepositoryRef, upload_id: str) -> None:
+        await self.status(ref, upload_id)
         await self.ctx.run(self._forget, upload_id)
 
     def _forget(self, upload_id: str) -> None:

@@ -1,7 +1,7 @@
 from alembic import context
-from sqlalchemy import pool
 
 from cargohold.db.engine import make_engine
+import cargohold.auth.tables  # noqa: F401  (registers the feature's tables on the shared metadata)
 from cargohold.db.tables import metadata
 
 url = context.config.get_main_option("sqlalchemy.url")

@@ -1,0 +1,258 @@
+"""The per-request gate and the token service's core: who is calling, from where, and what they may do.
+
+Every `/v2/` and `/oauth2/` request passes `authorize` or the token endpoints here. Checks happen on every
+request: the network policy, the credential (a bearer token's signature is verified once and then cached,
+but its expiry and the principal behind it are checked each time), and the scope needed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+
+from cargohold.auth import identities, jwt_tokens, keys, throttle
+from cargohold.auth.audit import AuditEvent, AuditLog
+from cargohold.auth.network import NetworkPolicy, load_policy
+from cargohold.auth.permissions import Scope, intersect
+from cargohold.auth.principals import ANONYMOUS, ANONYMOUS_PRINCIPAL, Principal
+from cargohold.auth.roles import grants_for
+from cargohold.db.engine import write_transaction
+from cargohold.management.registries import RegistryRecord, resolve_registry
+from cargohold.oci.errors import RegistryError
+from cargohold.registry.context import RegistryContext
+from cargohold.security.master_key import Sealer
+
+REFRESH_TOKEN_USER = "00000000-0000-0000-0000-000000000000"
+"""The user name `az acr login` uses to hand a refresh token to docker as its password."""
+BASIC_CACHE_SECONDS = 60
+CACHE_SIZE = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    registry: RegistryRecord
+    principal: Principal
+    client_ip: str
+
+
+@dataclass(frozen=True, slots=True)
+class _VerifiedBearer:
+    principal: Principal
+    expires: float
+    access: dict[tuple[str, str], frozenset[str]]
+
+
+class _Lru(OrderedDict[Any, Any]):
+    def remember(self, key: Any, value: Any) -> None:
+        self[key] = value
+        if len(self) > CACHE_SIZE:
+            self.popitem(last=False)
+
+
+class AuthService:
+    def __init__(self, ctx: RegistryContext, sealer: Sealer, audit: AuditLog) -> None:
+        self.ctx = ctx
+        self.sealer = sealer
+        self.audit = audit
+        self._keysets: dict[int | None, keys.KeySet] = {}
+        self._bearers = _Lru()
+        self._basics = _Lru()
+
+    async def registry_for(self, request: Request) -> tuple[RegistryRecord, str]:
+        """The registry addressed and the client's address, refusing clients its network rules keep out."""
+        registry = await self.ctx.read(resolve_registry, request.headers.get("host"))
+        policy: NetworkPolicy = await self.ctx.read(load_policy, registry.id, registry.public_network_access,
+                                                    registry.network_default_action)
+        peer = request.client.host if request.client else None
+        client_ip = policy.client_address(peer, request.headers.get("x-forwarded-for"))
+        if not policy.admits(client_ip):
+            self.record(registry, None, client_ip, "network", "denied", detail=f"{request.method} {request.url.path}")
+            raise RegistryError("DENIED", f"client with IP '{client_ip}' is not allowed access by this registry's "
+                                "network rules", 403, {"clientIp": client_ip})
+        return registry, client_ip
+
+    async def authorize(self, request: Request, wanted: list[Scope]) -> Access:
+        registry, client_ip = await self.registry_for(request)
+        header = request.headers.get("authorization", "")
+        scheme, _, credential = header.partition(" ")
+        scheme = scheme.lower()
+        if scheme == "bearer" and credential:
+            verified = await self._verify_bearer(registry, credential.strip())
+            if verified is None or not await self.ctx.read(identities.is_still_valid, verified.principal, registry.id):
+                self.record(registry, None, client_ip, "authorize", "denied", detail="invalid bearer token")
+                raise self.challenge(request, registry, wanted, "invalid_token")
+            if _covers(verified.access, wanted):
+                return Access(registry, verified.principal, client_ip)
+            self.record(registry, verified.principal, client_ip, "authorize", "denied",
+                        detail=" ".join(map(str, wanted)))
+            raise self.challenge(request, registry, wanted, "insufficient_scope")
+        if scheme == "basic" and credential:
+            principal = await self._verify_basic(request, registry, client_ip, credential.strip())
+            if principal is None:
+                raise self.challenge(request, registry, wanted, None)
+        else:
+            principal = ANONYMOUS_PRINCIPAL
+        granted = await self.grant(registry, principal, wanted)
+        if _covers({(s.type, s.name): s.actions for s in granted}, wanted):
+            return Access(registry, principal, client_ip)
+        self.record(registry, principal, client_ip, "authorize", "denied", detail=" ".join(map(str, wanted)))
+        if principal.kind == ANONYMOUS:
+            raise self.challenge(request, registry, wanted, None)
+        raise RegistryError("DENIED", "requested access to the resource is denied", 403,
+                            [s.to_claim() for s in wanted])
+
+    async def entitled(self, access: Access, scope: Scope) -> bool:
+        """Whether the principal behind an authorized request holds `scope` by its roles or scope map, whatever
+        its bearer token happened to ask for. Used where nothing is revealed beyond what it may read anyway:
+        choosing a source for a cross-repository mount."""
+        return bool(await self.grant(access.registry, access.principal, [scope]))
+
+    async def grant(self, registry: RegistryRecord, principal: Principal, wanted: list[Scope]) -> list[Scope]:
+        """The intersection of what is asked for and what the principal may do."""
+        if not wanted:
+            return []
+        grants = await self.ctx.read(grants_for, principal, registry.id, registry.anonymous_pull_enabled)
+        return intersect(wanted, grants.repositories, grants.catalog)
+
+    async def check_password(self, registry: RegistryRecord, client_ip: str, username: str,
+                             password: str) -> Principal | None:
+        """A user name and password, throttled per client and name; failures are recorded and audited."""
+        key = throttle.throttle_key(client_ip, username)
+        if await self.ctx.read(throttle.is_throttled, key):
+            self.record(registry, None, client_ip, "login", "throttled", detail=username[:200])
+            raise RegistryError("TOOMANYREQUESTS", "too many failed logins; try again later", 429,
+                                headers={"Retry-After": str(int(throttle.WINDOW.total_seconds()))})
+        if username == REFRESH_TOKEN_USER:
+            principal = await self.principal_from_refresh_token(registry, password)
+        else:
+            principal = await self.ctx.run(self._authenticate, registry, username, password)
+        if principal is None:
+            await self.ctx.run(self._record_failure, key)
+            self.record(registry, None, client_ip, "login", "failed", detail=username[:200])
+        return principal
+
+    def _authenticate(self, registry: RegistryRecord, username: str, password: str) -> Principal | None:
+        with self.ctx.engine.connect() as conn:
+            return identities.authenticate(conn, registry.id, registry.name, username, password)
+
+    def _record_failure(self, key: str) -> None:
+        with write_transaction(self.ctx.engine) as conn:
+            throttle.record_failure(conn, key)
+
+    async def _verify_basic(self, request: Request, registry: RegistryRecord, client_ip: str,
+                            credential: str) -> Principal | None:
+        username, password = decode_basic(credential)
+        cache_key = hashlib.sha256(f"{registry.id}\0{username}\0{password}".encode()).digest()
+        cached = self._basics.get(cache_key)
+        if cached is not None and cached[1] > time.monotonic():
+            principal: Principal = cached[0]
+            if await self.ctx.read(identities.is_still_valid, principal, registry.id):
+                return principal
+        principal_or_none = await self.check_password(registry, client_ip, username, password)
+        if principal_or_none is not None:
+            self._basics.remember(cache_key, (principal_or_none, time.monotonic() + BASIC_CACHE_SECONDS))
+        return principal_or_none
+
+    async def _verify_bearer(self, registry: RegistryRecord, token: str) -> _VerifiedBearer | None:
+        cached: _VerifiedBearer | None = self._bearers.get((registry.id, token))
+        if cached is None:
+            try:
+                claims = await self.verify(registry.id, token, audience=registry.login_server,
+                                           token_type=jwt_tokens.ACCESS)
+                principal = Principal.from_subject(claims["sub"], str(claims.get("name", "")))
+                access = {(a["type"], a["name"]): frozenset(a["actions"]) for a in claims.get("access", [])}
+            except (jwt_tokens.InvalidToken, ValueError, KeyError, TypeError):
+                return None
+            cached = _VerifiedBearer(principal, float(claims["exp"]), access)
+            self._bearers.remember((registry.id, token), cached)
+        if cached.expires + jwt_tokens.LEEWAY < time.time():
+            return None
+        return cached
+
+    async def verify(self, registry_id: int | None, token: str, **checks: Any) -> dict[str, Any]:
+        """Verify a token against a registry's keys (None: the identity provider's), reloading them once if the
+        token names a key we have not seen, as after a rotation on another node."""
+        keyset = await self.keyset(registry_id)
+        try:
+            return jwt_tokens.verify(token, keyset, **checks)
+        except jwt_tokens.InvalidToken as exc:
+            if "unknown signing key" not in str(exc):
+                raise
+        keyset = await self.keyset(registry_id, reload=True)
+        return jwt_tokens.verify(token, keyset, **checks)
+
+    async def keyset(self, registry_id: int | None, reload: bool = False) -> keys.KeySet:
+        if reload or registry_id not in self._keysets:
+            self._keysets[registry_id] = await self.ctx.run(self._load_keyset, registry_id)
+        return self._keysets[registry_id]
+
+    def _load_keyset(self, registry_id: int | None) -> keys.KeySet:
+        with self.ctx.engine.connect() as conn:
+            return keys.load_keyset(conn, self.sealer, registry_id)
+
+    async def issue_access_token(self, registry: RegistryRecord, principal: Principal,
+                                 granted: list[Scope]) -> str:
+        return jwt_tokens.issue(await self.keyset(registry.id), issuer=registry.login_server,
+                                audience=registry.login_server, subject=principal.subject,
+                                token_type=jwt_tokens.ACCESS, ttl=jwt_tokens.ACCESS_TTL,
+                                claims={"name": principal.name, "access": [s.to_claim() for s in granted]})
+
+    async def issue_refresh_token(self, registry: RegistryRecord, principal: Principal) -> str:
+        return jwt_tokens.issue(await self.keyset(registry.id), issuer=registry.login_server,
+                                audience=registry.login_server, subject=principal.subject,
+                                token_type=jwt_tokens.REFRESH, ttl=jwt_tokens.REFRESH_TTL,
+                                claims={"name": principal.name})
+
+    async def principal_from_refresh_token(self, registry: RegistryRecord, token: str) -> Principal | None:
+        try:
+            claims = await self.verify(registry.id, token, audience=registry.login_server,
+                                       token_type=jwt_tokens.REFRESH)
+            principal = Principal.from_subject(claims["sub"], str(claims.get("name", "")))
+        except (jwt_tokens.InvalidToken, ValueError, KeyError):
+            return None
+        if not await self.ctx.read(identities.is_still_valid, principal, registry.id):
+            return None
+        return principal
+
+    def challenge(self, request: Request, registry: RegistryRecord, wanted: list[Scope],
+                  error: str | None) -> RegistryError:
+        host = request.headers.get("host") or registry.login_server
+        parts = [f'realm="{request.url.scheme}://{host}/oauth2/token"', f'service="{registry.login_server}"']
+        if wanted:
+            parts.append(f'scope="{" ".join(str(s) for s in wanted)}"')
+        if error:
+            parts.append(f'error="{error}"')
+        return RegistryError("UNAUTHORIZED", "authentication required", 401, [s.to_claim() for s in wanted],
+                             headers={"WWW-Authenticate": "Bearer " + ",".join(parts)})
+
+    def record(self, registry: RegistryRecord | None, principal: Principal | None, client_ip: str | None,
+               action: str, outcome: str, *, repository: str | None = None, reference: str | None = None,
+               detail: str | None = None) -> None:
+        self.audit.record(AuditEvent(action, outcome, registry.name if registry else None,
+                                     principal.display if principal else None, client_ip, repository, reference,
+                                     detail))
+
+    def record_access(self, access: Access, action: str, repository: str, reference: str | None) -> None:
+        self.record(access.registry, access.principal, access.client_ip, action, "success",
+                    repository=repository, reference=reference)
+
+
+def decode_basic(credential: str) -> tuple[str, str]:
+    try:
+        decoded = base64.b64decode(credential, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return "", ""
+    username, _, password = decoded.partition(":")
+    return username, password
+
+
+def _covers(allowed: dict[tuple[str, str], frozenset[str]], wanted: list[Scope]) -> bool:
+    return all(scope.actions <= allowed.get((scope.type, scope.name), frozenset()) for scope in wanted)
+

@@ -1,0 +1,1 @@
+"""Registries as resources: creation, settings, and which registry a request is for."""
