@@ -7,13 +7,25 @@ from typing import Annotated
 
 import typer
 
+from cargohold.cli import access
 from cargohold.cli import serve as serve_command
 from cargohold.cli.fsck import fsck
+from cargohold.cli.login import login
 
 app = typer.Typer(help="cargohold: a private container registry that speaks ACR's APIs.",
                   no_args_is_help=True, add_completion=False)
 app.command("serve")(serve_command.serve)
 app.command("fsck")(fsck)
+app.command("login")(login)
+app.command("update")(access.update)
+app.command("audit")(access.audit_command)
+app.add_typer(access.credential_app, name="credential")
+app.add_typer(access.token_app, name="token")
+app.add_typer(access.scope_map_app, name="scope-map")
+app.add_typer(access.role_app, name="role")
+app.add_typer(access.identity_app, name="identity")
+app.add_typer(access.network_rule_app, name="network-rule")
+app.add_typer(access.keys_app, name="keys")
 
 
 @app.command("migrate")
