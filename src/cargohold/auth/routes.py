@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from cargohold.auth import identities, jwt_tokens
+from cargohold.auth import jwt_tokens
 from cargohold.auth.identities import authenticate_identity
 from cargohold.auth.permissions import parse_scopes
 from cargohold.auth.principals import ANONYMOUS_PRINCIPAL, Principal
@@ -115,7 +115,7 @@ class AuthRoutes:
             principal = Principal.from_subject(claims["sub"], str(claims.get("name", "")))
         except (jwt_tokens.InvalidToken, ValueError, KeyError):
             return None
-        return principal if await self.auth.ctx.read(identities.is_still_valid, principal, registry.id) else None
+        return principal if await self.auth.still_valid(principal, registry) else None
 
     async def openid_configuration(self, request: Request) -> Response:
         base = _base_url(request)

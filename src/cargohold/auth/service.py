@@ -64,12 +64,16 @@ class AuthService:
         self._keysets: dict[int | None, keys.KeySet] = {}
         self._bearers = _Lru()
         self._basics = _Lru()
+        self._settings = ctx.cache
 
     async def registry_for(self, request: Request) -> tuple[RegistryRecord, str]:
         """The registry addressed and the client's address, refusing clients its network rules keep out."""
-        registry = await self.ctx.read(resolve_registry, request.headers.get("host"))
-        policy: NetworkPolicy = await self.ctx.read(load_policy, registry.id, registry.public_network_access,
-                                                    registry.network_default_action)
+        self._settings.refresh()
+        host = request.headers.get("host")
+        registry = await self._settings.get(("registry", host), resolve_registry, host)
+        policy: NetworkPolicy = await self._settings.get(
+            ("network", registry), load_policy, registry.id, registry.public_network_access,
+            registry.network_default_action)
         peer = request.client.host if request.client else None
         client_ip = policy.client_address(peer, request.headers.get("x-forwarded-for"))
         if not policy.admits(client_ip):
@@ -85,7 +89,7 @@ class AuthService:
         scheme = scheme.lower()
         if scheme == "bearer" and credential:
             verified = await self._verify_bearer(registry, credential.strip())
-            if verified is None or not await self.ctx.read(identities.is_still_valid, verified.principal, registry.id):
+            if verified is None or not await self.still_valid(verified.principal, registry):
                 self.record(registry, None, client_ip, "authorize", "denied", detail="invalid bearer token")
                 raise self.challenge(request, registry, wanted, "invalid_token")
             if _covers(verified.access, wanted):
@@ -118,8 +122,14 @@ class AuthService:
         """The intersection of what is asked for and what the principal may do."""
         if not wanted:
             return []
-        grants = await self.ctx.read(grants_for, principal, registry.id, registry.anonymous_pull_enabled)
+        grants = await self._settings.get(("grants", principal, registry), grants_for, principal, registry.id,
+                                          registry.anonymous_pull_enabled)
         return intersect(wanted, grants.repositories, grants.catalog)
+
+    async def still_valid(self, principal: Principal, registry: RegistryRecord) -> bool:
+        """Checked on every request: the identity or token exists and is enabled, the admin user is on."""
+        return await self._settings.get(("valid", principal, registry.id), identities.is_still_valid, principal,
+                                        registry.id)
 
     async def check_password(self, registry: RegistryRecord, client_ip: str, username: str,
                              password: str) -> Principal | None:
@@ -153,7 +163,7 @@ class AuthService:
         cached = self._basics.get(cache_key)
         if cached is not None and cached[1] > time.monotonic():
             principal: Principal = cached[0]
-            if await self.ctx.read(identities.is_still_valid, principal, registry.id):
+            if await self.still_valid(principal, registry):
                 return principal
         principal_or_none = await self.check_password(registry, client_ip, username, password)
         if principal_or_none is not None:
@@ -217,7 +227,7 @@ class AuthService:
             principal = Principal.from_subject(claims["sub"], str(claims.get("name", "")))
         except (jwt_tokens.InvalidToken, ValueError, KeyError):
             return None
-        if not await self.ctx.read(identities.is_still_valid, principal, registry.id):
+        if not await self.still_valid(principal, registry):
             return None
         return principal
 
@@ -242,6 +252,10 @@ class AuthService:
     def record_access(self, access: Access, action: str, repository: str, reference: str | None) -> None:
         self.record(access.registry, access.principal, access.client_ip, action, "success",
                     repository=repository, reference=reference)
+
+    def record_pull(self, access: Access, repository: str, reference: str) -> None:
+        self.audit.record_pull(access.registry.name, access.principal.display, access.client_ip, repository,
+                               reference)
 
 
 def decode_basic(credential: str) -> tuple[str, str]:

@@ -127,6 +127,7 @@ audit_events = Table(
     Column("repository", String(256), nullable=True),
     Column("reference", String(200), nullable=True),
     Column("detail", Text, nullable=True),
+    Column("count", Integer, nullable=False, default=1),
     Index("ix_audit_events_at", "at"),
     Index("ix_audit_events_identity", "identity"),
 )

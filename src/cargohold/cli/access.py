@@ -8,6 +8,7 @@ scaled-out deployment), so run them where the registry's data is.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Annotated
 
 import typer
@@ -77,26 +78,37 @@ def credential_renew(password_name: Annotated[str, typer.Option(help="password o
 
 # update -------------------------------------------------------------------------------------------------------
 
+class Switch(str, Enum):
+    true = "true"
+    false = "false"
+
+
+def _switch(value: Switch | None) -> bool | None:
+    return None if value is None else value is Switch.true
+
+
 def update(name: RegistryName = None, data_dir: DataDir = DEFAULT_DIR, db_url: DbUrl = None,
-           anonymous_pull_enabled: Annotated[bool | None, typer.Option(help="Let anyone pull.")] = None,
-           admin_enabled: Annotated[bool | None, typer.Option(help="Enable the admin user.")] = None,
-           public_network_enabled: Annotated[bool | None, typer.Option(
+           anonymous_pull_enabled: Annotated[Switch | None, typer.Option(help="Let anyone pull.")] = None,
+           admin_enabled: Annotated[Switch | None, typer.Option(help="Enable the admin user.")] = None,
+           public_network_enabled: Annotated[Switch | None, typer.Option(
                help="Accept clients beyond loopback (stand-in for private endpoints).")] = None,
            default_action: Annotated[str | None, typer.Option(help="Allow or Deny clients no rule lets in.")] = None,
            output: OutputOption = None) -> None:
-    """Change registry settings."""
+    """Change registry settings (as `az acr update`: --anonymous-pull-enabled true)."""
     from sqlalchemy import update as sql_update
 
+    anonymous_pull, admin, public_network = map(_switch, (anonymous_pull_enabled, admin_enabled,
+                                                          public_network_enabled))
     store = open_store(data_dir, db_url)
     with store.write() as conn:
         registry = store.registry(conn, name)
-        if anonymous_pull_enabled is not None:
+        if anonymous_pull is not None:
             conn.execute(sql_update(registries).where(registries.c.id == registry.id)
-                         .values(anonymous_pull_enabled=anonymous_pull_enabled, updated_at=utcnow()))
-        if admin_enabled is not None:
-            admin_user.set_admin_enabled(conn, store.sealer, registry.id, admin_enabled)
-        if public_network_enabled is not None or default_action is not None:
-            _guard(lambda: network.set_network_access(conn, registry.id, public_access=public_network_enabled,
+                         .values(anonymous_pull_enabled=anonymous_pull, updated_at=utcnow()))
+        if admin is not None:
+            admin_user.set_admin_enabled(conn, store.sealer, registry.id, admin)
+        if public_network is not None or default_action is not None:
+            _guard(lambda: network.set_network_access(conn, registry.id, public_access=public_network,
                                                       default_action=default_action))
         registry = store.registry(conn, registry.name)
     emit({"name": registry.name, "loginServer": registry.login_server,

@@ -1,9 +1,11 @@
-"""`cargohold serve`: migrate the metadata database, then run the ASGI app on one port."""
+"""`cargohold serve`: migrate the metadata database, bootstrap, then become the HTTP server (see
+`cargohold.server`)."""
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -58,10 +60,13 @@ def serve(
     scheme = "https" if cert else "http"
     typer.echo(f"cargohold serving registry {started.registry.name} ({started.registry.login_server}) from "
                f"{settings.data_dir} on {scheme}://{_url_host(host)}:{port}", err=True)
-    if server is ServerKind.granian:
-        _run_granian(host, port, workers, cert, key, settings.data_dir)
-    else:
-        _run_uvicorn(host, port, workers, cert, key)
+    argv = [sys.executable, "-m", "cargohold.server", "--host", host, "--port", str(port), "--workers", str(workers),
+            "--kind", server.value]
+    if cert is not None and key is not None:
+        argv += ["--cert", str(cert), "--key", str(key)]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
 
 
 def _tls_files(settings: Settings, host: str, tls: str | None, cert: Path | None,
@@ -90,25 +95,3 @@ def _is_loopback(host: str) -> bool:
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-def _run_granian(host: str, port: int, workers: int, cert: Path | None, key: Path | None, workdir: Path) -> None:
-    """Granian resolves the app module from its working directory, so give it one with no Python package."""
-    from granian.constants import Interfaces, SSLProtocols
-    from granian.server import Server
-
-    os.chdir(workdir)
-
-    Server(
-        "cargohold.app:create_app_from_env", address=host, port=port, interface=Interfaces.ASGI, factory=True,
-        workers=workers, ssl_cert=cert, ssl_key=key, ssl_protocol_min=SSLProtocols.tls12,
-        log_access=False, backlog=2048,
-    ).serve()
-
-
-def _run_uvicorn(host: str, port: int, workers: int, cert: Path | None, key: Path | None) -> None:
-    import uvicorn
-
-    uvicorn.run("cargohold.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
-                ssl_certfile=str(cert) if cert else None, ssl_keyfile=str(key) if key else None,
-                access_log=False, log_level="warning", loop="uvloop", http="httptools")

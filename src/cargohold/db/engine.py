@@ -43,9 +43,18 @@ def reads_inline(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def binary_order(column: ColumnElement[Any], engine: Engine) -> ColumnElement[Any]:
+def change_counter(connection: Connection) -> int | None:
+    """A number that changes whenever another connection commits to the database, or None if the database
+    cannot tell cheaply. On SQLite it is `PRAGMA data_version`, read through the raw driver (about 2 µs)."""
+    if connection.dialect.name != "sqlite":
+        return None
+    raw = connection.connection.driver_connection
+    return int(raw.execute("PRAGMA data_version").fetchone()[0])
+
+
+def binary_order(column: ColumnElement[Any], connection: Connection) -> ColumnElement[Any]:
     """Order strings by their bytes, as the OCI spec's lexical order for tags and repositories asks."""
-    if engine.dialect.name == "postgresql":
+    if connection.dialect.name == "postgresql":
         return column.collate("C")
     return column
 

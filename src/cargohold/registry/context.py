@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,7 +14,7 @@ from typing import ParamSpec, TypeVar
 from sqlalchemy.engine import Connection, Engine
 
 from cargohold.blobs.store import BlobStore
-from cargohold.db.engine import reads_inline
+from cargohold.db.engine import change_counter, reads_inline
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -25,6 +26,24 @@ class RegistryContext:
     store: BlobStore
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(32, "cargohold-io"))
     _loop_connection: Connection | None = field(default=None, init=False, repr=False)
+    cache: FreshCache = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.cache = FreshCache(self)
+
+    def generation(self) -> int:
+        """Changes whenever the metadata may have changed. Where the database cannot say cheaply it moves
+        on every second, so cached answers are at most a second old."""
+        if reads_inline(self.engine):
+            counter = change_counter(self._inline_connection())
+            if counter is not None:
+                return counter
+        return int(time.monotonic())
+
+    def _inline_connection(self) -> Connection:
+        if self._loop_connection is None:
+            self._loop_connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        return self._loop_connection
 
     async def read(self, fn: Callable[..., T], *args: object) -> T:
         """Run a short read `fn(connection, *args)`: inline where the database allows it, else on the pool.
@@ -32,9 +51,7 @@ class RegistryContext:
         This is the hot path of pulls; inline reads reuse one autocommit connection owned by the event loop.
         """
         if reads_inline(self.engine):
-            if self._loop_connection is None:
-                self._loop_connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            return fn(self._loop_connection, *args)
+            return fn(self._inline_connection(), *args)
         return await self.run(self._pooled_read, fn, *args)
 
     def _pooled_read(self, fn: Callable[..., T], *args: object) -> T:
@@ -44,6 +61,54 @@ class RegistryContext:
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run blocking database or storage work off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, partial(fn, *args, **kwargs))
+
+
+class FreshCache:
+    """Answers computed from the metadata, kept until the metadata changes (see `RegistryContext.generation`).
+
+    For what is read on every request (the registry behind a host name, its network rules, whether a
+    principal is still enabled, manifests by tag, tag pages): a hit costs no query. `refresh` is called once
+    at the start of each request. Values are bounded by count and by an estimate of their bytes.
+    """
+
+    def __init__(self, ctx: RegistryContext, capacity: int = 10_000, budget: int = 32 * 1024 * 1024) -> None:
+        self.ctx = ctx
+        self.capacity = capacity
+        self.budget = budget
+        self._generation: int | None = None
+        self._entries: dict[Hashable, object] = {}
+        self._spent = 0
+
+    def refresh(self) -> None:
+        """Drop every entry if the metadata changed since they were read."""
+        generation = self.ctx.generation()
+        if generation != self._generation:
+            self._clear()
+            self._generation = generation
+
+    def _clear(self) -> None:
+        self._entries.clear()
+        self._spent = 0
+
+    async def get(self, key: Hashable, fn: Callable[..., T], *args: object,
+                  cost: Callable[[T], int] | None = None) -> T:
+        """The cached answer for `key`, as fresh as the last `refresh`, else `fn(connection, *args)`.
+
+        `cost` estimates a value's bytes; values over a sixty-fourth of the budget are not kept.
+        """
+        if self._generation is None:
+            self.refresh()
+        if key in self._entries:
+            return self._entries[key]  # type: ignore[return-value]
+        value = await self.ctx.read(fn, *args)
+        spent = cost(value) if cost is not None else 0
+        if spent > self.budget // 64:
+            return value
+        if len(self._entries) >= self.capacity or self._spent + spent > self.budget:
+            self._clear()
+        self._entries[key] = value
+        self._spent += spent
+        return value
 
 
 def utcnow() -> datetime:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import exists, select
+from sqlalchemy.engine import Connection
 
 from cargohold.db.engine import binary_order
 from cargohold.db.tables import manifests, repositories, tags
 from cargohold.oci.errors import name_unknown
-from cargohold.registry.context import RegistryContext
 from cargohold.registry.repositories import RepositoryRef, find_repository_id
 
 MAX_PAGE = 10_000
@@ -22,30 +22,28 @@ class Page:
     has_more: bool
 
 
-def list_tags(ctx: RegistryContext, ref: RepositoryRef, n: int | None, last: str | None) -> Page:
+def list_tags(conn: Connection, ref: RepositoryRef, n: int | None, last: str | None) -> Page:
     limit = min(n, MAX_PAGE) if n is not None else MAX_PAGE
-    with ctx.engine.connect() as conn:
-        repository_id = find_repository_id(conn, ref)
-        if repository_id is None:
-            raise name_unknown(ref.name)
-        order = binary_order(tags.c.name, ctx.engine)
-        query = select(tags.c.name).where(tags.c.repository_id == repository_id).order_by(order).limit(limit + 1)
-        if last:
-            query = query.where(order > last)
-        names = list(conn.execute(query).scalars())
+    repository_id = find_repository_id(conn, ref)
+    if repository_id is None:
+        raise name_unknown(ref.name)
+    order = binary_order(tags.c.name, conn)
+    query = select(tags.c.name).where(tags.c.repository_id == repository_id).order_by(order).limit(limit + 1)
+    if last:
+        query = query.where(order > last)
+    names = list(conn.execute(query).scalars())
     return Page(names[:limit], len(names) > limit)
 
 
-def list_repositories(ctx: RegistryContext, registry_id: int, n: int | None, last: str | None) -> Page:
+def list_repositories(conn: Connection, registry_id: int, n: int | None, last: str | None) -> Page:
     """Repositories holding at least one manifest; ones with only uploads or blobs are not listed."""
     limit = min(n, MAX_PAGE) if n is not None else MAX_PAGE
-    order = binary_order(repositories.c.name, ctx.engine)
+    order = binary_order(repositories.c.name, conn)
     query = (select(repositories.c.name)
              .where(repositories.c.registry_id == registry_id,
                     exists().where(manifests.c.repository_id == repositories.c.id))
              .order_by(order).limit(limit + 1))
     if last:
         query = query.where(order > last)
-    with ctx.engine.connect() as conn:
-        names = list(conn.execute(query).scalars())
+    names = list(conn.execute(query).scalars())
     return Page(names[:limit], len(names) > limit)

@@ -78,7 +78,7 @@ class RegistryRoutes:
         access = await self.auth.authorize(request, [Scope("registry", "catalog", frozenset({"*"}))])
         n = page_size(request)
         last = request.query_params.get("last")
-        page = await self.ctx.run(listing.list_repositories, self.ctx, access.registry.id, n, last)
+        page = await self.ctx.read(listing.list_repositories, access.registry.id, n, last)
         headers = dict(API_VERSION)
         if page.has_more:
             headers["Link"] = next_link("/v2/_catalog", n, page.items[-1])
@@ -158,7 +158,8 @@ class RegistryRoutes:
     async def get_manifest(self, request: Request) -> Response:
         ref, access = await self._repository(request, PULL)
         reference = _reference(request)
-        found = await self.ctx.read(manifests.find_manifest, ref, reference)
+        found = await self.ctx.cache.get(("manifest", ref, reference), manifests.find_manifest, ref, reference,
+                                         cost=_manifest_cost)
         if not manifests.accepts(",".join(request.headers.getlist("accept")), found.media_type):
             raise manifest_unknown(reference)
         headers = {"Docker-Content-Digest": found.digest, "ETag": f'"{found.digest}"', **API_VERSION}
@@ -167,7 +168,7 @@ class RegistryRoutes:
         if request.method == "HEAD":
             headers["Content-Length"] = str(len(found.content))
             return Response(None, 200, headers, media_type=found.media_type)
-        self.auth.record_access(access, "pull", ref.name, reference)
+        self.auth.record_pull(access, ref.name, reference)
         return Response(found.content, 200, headers, media_type=found.media_type)
 
     async def put_manifest(self, request: Request) -> Response:
@@ -194,7 +195,8 @@ class RegistryRoutes:
     async def list_tags(self, request: Request) -> Response:
         ref, _ = await self._repository(request, PULL)
         n = page_size(request)
-        page = await self.ctx.run(listing.list_tags, self.ctx, ref, n, request.query_params.get("last"))
+        last = request.query_params.get("last")
+        page = await self.ctx.cache.get(("tags", ref, n, last), listing.list_tags, ref, n, last, cost=_page_cost)
         headers = dict(API_VERSION)
         if page.has_more:
             headers["Link"] = next_link(f"/v2/{ref.name}/tags/list", n, page.items[-1])
@@ -209,6 +211,14 @@ class RegistryRoutes:
         if artifact_type is not None:
             headers["OCI-Filters-Applied"] = "artifactType"
         return Response(json.dumps(index), 200, headers, media_type=mediatypes.OCI_INDEX)
+
+
+def _manifest_cost(found: manifests.StoredManifest) -> int:
+    return len(found.content) + 256
+
+
+def _page_cost(page: listing.Page) -> int:
+    return sum(len(item) + 56 for item in page.items) + 128
 
 
 def _reference(request: Request) -> str:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 05:49:26.215437
+Create Date: 2026-11-23 06:01:22.622502
 """
 from alembic import op
 import sqlalchemy as sa
@@ -26,6 +26,7 @@ def upgrade() -> None:
     sa.Column('repository', sa.String(length=256), nullable=True),
     sa.Column('reference', sa.String(length=200), nullable=True),
     sa.Column('detail', sa.Text(), nullable=True),
+    sa.Column('count', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_events'))
     )
     with op.batch_alter_table('audit_events', schema=None) as batch_op:

@@ -1,0 +1,51 @@
+"""Run the HTTP server. `cargohold serve` prepares the data directory, then replaces itself with this module
+(exec), so the long-lived parent process holds only the server, not the migration and CLI machinery.
+
+    python -m cargohold.server --host H --port P [--workers N] [--cert F --key F] [--kind granian|uvicorn]
+
+The app's settings come from the environment `serve` prepared (see `cargohold.config`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+APP = "cargohold.app:create_app_from_env"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="cargohold.server")
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--cert", type=Path)
+    parser.add_argument("--key", type=Path)
+    parser.add_argument("--kind", choices=["granian", "uvicorn"], default="granian")
+    args = parser.parse_args(argv)
+    if args.kind == "granian":
+        run_granian(args.host, args.port, args.workers, args.cert, args.key)
+    else:
+        run_uvicorn(args.host, args.port, args.workers, args.cert, args.key)
+
+
+def run_granian(host: str, port: int, workers: int, cert: Path | None, key: Path | None) -> None:
+    from granian.constants import Interfaces, SSLProtocols
+    from granian.server import Server
+
+    os.chdir(os.environ.get("CARGOHOLD_DATA_DIR", "/"))
+    Server(APP, address=host, port=port, interface=Interfaces.ASGI, factory=True, workers=workers,
+           ssl_cert=cert, ssl_key=key, ssl_protocol_min=SSLProtocols.tls12, log_access=False, backlog=2048).serve()
+
+
+def run_uvicorn(host: str, port: int, workers: int, cert: Path | None, key: Path | None) -> None:
+    import uvicorn
+
+    uvicorn.run(APP, factory=True, host=host, port=port, workers=workers,
+                ssl_certfile=str(cert) if cert else None, ssl_keyfile=str(key) if key else None,
+                access_log=False, log_level="warning", loop="uvloop", http="httptools")
+
+
+if __name__ == "__main__":
+    main()
