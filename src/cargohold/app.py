@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
+from cargohold.acr.routes import AcrRoutes
 from cargohold.auth.audit import AuditLog
 from cargohold.auth.routes import AuthRoutes
 from cargohold.auth.service import AuthService
@@ -37,7 +38,7 @@ def create_app(settings: Settings) -> Starlette:
         audit.flush()
 
     return Starlette(
-        routes=[*AuthRoutes(auth).routes(), *RegistryRoutes(ctx, auth).routes()],
+        routes=[*AuthRoutes(auth).routes(), *RegistryRoutes(ctx, auth).routes(), *AcrRoutes(ctx, auth).routes()],
         exception_handlers={
             RegistryError: registry_error_handler,
             HTTPException: http_error_handler,

@@ -30,6 +30,9 @@ class Grants:
 
 
 NOTHING = Grants([], False)
+ANONYMOUS_ACTIONS = frozenset({PULL, METADATA_READ})
+"""With anonymous pull on, anyone may pull and read metadata (the SDK's anonymous mode lists repositories,
+tags and manifests); never push, delete or change attributes."""
 
 
 def assign_role(conn: Connection, identity_id: int, role: str, registry_id: int | None,
@@ -66,7 +69,7 @@ def grants_for(conn: Connection, principal: Principal, registry_id: int, anonymo
     if principal.kind == ADMIN:
         return Grants([RepositoryGrant("*", REPOSITORY_ACTIONS)], True)
     if principal.kind == ANONYMOUS:
-        return Grants([RepositoryGrant("*", frozenset({PULL}))], False) if anonymous_pull else NOTHING
+        return Grants([RepositoryGrant("*", ANONYMOUS_ACTIONS)], True) if anonymous_pull else NOTHING
     if principal.kind == TOKEN:
         actions = conn.execute(select(scope_maps.c.actions).join(registry_tokens,
                                                                  registry_tokens.c.scope_map_id == scope_maps.c.id)

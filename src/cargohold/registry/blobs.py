@@ -10,22 +10,25 @@ from cargohold.db.engine import write_transaction
 from cargohold.db.tables import blobs, repositories, repository_blobs
 from cargohold.oci.digest import Digest
 from cargohold.oci.errors import blob_unknown
+from cargohold.registry import locks
 from cargohold.registry.context import RegistryContext, utcnow
 from cargohold.registry.repositories import RepositoryRef, ensure_repository, find_repository_id
 
 
-_BLOB_SIZE = (select(blobs.c.size).select_from(repository_blobs.join(repositories).join(blobs))
+_BLOB_SIZE = (select(blobs.c.size, repositories.c.read_enabled)
+              .select_from(repository_blobs.join(repositories).join(blobs))
               .where(repositories.c.registry_id == bindparam("registry"), repositories.c.name == bindparam("name"),
                      repository_blobs.c.digest == bindparam("digest")))
 
 
 def find_blob(conn: Connection, ref: RepositoryRef, digest: Digest) -> int:
     """The size of a blob pushed or mounted into the repository; BLOB_UNKNOWN otherwise."""
-    size = conn.execute(_BLOB_SIZE, {"registry": ref.registry_id, "name": ref.name, "digest": str(digest)}
-                        ).scalar_one_or_none()
-    if size is None:
+    row = conn.execute(_BLOB_SIZE, {"registry": ref.registry_id, "name": ref.name, "digest": str(digest)}).first()
+    if row is None:
         raise blob_unknown(str(digest))
-    return size
+    if not row.read_enabled:
+        raise locks.disallowed("the repository is locked against reading")
+    return int(row.size)
 
 
 def stored_blob(ctx: RegistryContext, digest: Digest) -> StoredBlob:
@@ -41,6 +44,7 @@ def delete_blob(ctx: RegistryContext, ref: RepositoryRef, digest: Digest) -> Non
         repository_id = find_repository_id(conn, ref)
         removed = 0
         if repository_id is not None:
+            locks.check_repository_deletable(conn, repository_id)
             removed = conn.execute(
                 delete(repository_blobs).where(repository_blobs.c.repository_id == repository_id,
                                                repository_blobs.c.digest == str(digest))
@@ -68,7 +72,9 @@ def mount_blob(ctx: RegistryContext, ref: RepositoryRef, digest: Digest, sources
                    repositories.c.name.in_(sources)).limit(1)).first()
         if held is None or ctx.store.stat(digest) is None:
             return False
-        link_blob(conn, ensure_repository(conn, ref, utcnow()), digest, None)
+        repository_id = ensure_repository(conn, ref, utcnow())
+        locks.check_repository_writable(conn, repository_id)
+        link_blob(conn, repository_id, digest, None)
     return True
 
 

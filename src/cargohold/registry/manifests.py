@@ -16,6 +16,7 @@ from cargohold.db.tables import blobs, manifest_references, manifests, repositor
 from cargohold.oci import mediatypes
 from cargohold.oci.digest import Digest, is_digest
 from cargohold.oci.errors import (
+    RegistryError,
     digest_invalid,
     manifest_blob_unknown,
     manifest_invalid,
@@ -24,6 +25,7 @@ from cargohold.oci.errors import (
 )
 from cargohold.oci.manifest import Descriptor, ParsedManifest, parse_manifest
 from cargohold.oci.reference import validate_tag
+from cargohold.registry import locks
 from cargohold.registry.context import RegistryContext, utcnow
 from cargohold.registry.repositories import (
     RepositoryRef,
@@ -34,6 +36,7 @@ from cargohold.registry.repositories import (
 )
 
 WRITE_ATTEMPTS = 5
+MAX_CONFIG_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,8 @@ class StoredManifest:
     media_type: str
     content: bytes
     subject_digest: str | None
+    readable: bool
+    """False when the repository, the manifest or the tag it was found by has `readEnabled: false`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +55,13 @@ class PutResult:
     subject_digest: str | None
 
 
-_MANIFEST_COLUMNS = (manifests.c.digest, manifests.c.media_type, manifests.c.content, manifests.c.subject_digest)
+_MANIFEST_COLUMNS = (manifests.c.digest, manifests.c.media_type, manifests.c.content, manifests.c.subject_digest,
+                     (repositories.c.read_enabled & manifests.c.read_enabled).label("readable"))
 _BY_DIGEST = (select(*_MANIFEST_COLUMNS).select_from(manifests.join(repositories))
               .where(repositories.c.registry_id == bindparam("registry"), repositories.c.name == bindparam("name"),
                      manifests.c.digest == bindparam("reference")))
-_BY_TAG = (select(*_MANIFEST_COLUMNS)
+_BY_TAG = (select(*_MANIFEST_COLUMNS[:-1],
+                  (repositories.c.read_enabled & manifests.c.read_enabled & tags.c.read_enabled).label("readable"))
            .select_from(tags.join(repositories).join(manifests, manifests.c.id == tags.c.manifest_id))
            .where(repositories.c.registry_id == bindparam("registry"), repositories.c.name == bindparam("name"),
                   tags.c.name == bindparam("reference")))
@@ -66,7 +73,7 @@ def find_manifest(conn: Connection, ref: RepositoryRef, reference: str) -> Store
     row = conn.execute(query, {"registry": ref.registry_id, "name": ref.name, "reference": reference}).first()
     if row is None:
         raise manifest_unknown(reference)
-    return StoredManifest(row.digest, row.media_type, row.content, row.subject_digest)
+    return StoredManifest(row.digest, row.media_type, row.content, row.subject_digest, bool(row.readable))
 
 
 def put_manifest(ctx: RegistryContext, ref: RepositoryRef, reference: str, body: bytes, content_type: str | None,
@@ -81,10 +88,11 @@ def put_manifest(ctx: RegistryContext, ref: RepositoryRef, reference: str, body:
     else:
         digest = f"sha256:{hashlib.sha256(body).hexdigest()}"
         tag_names = [validate_tag(reference), *(validate_tag(t) for t in extra_tags)]
+    platform = _image_platform(ctx, parsed)
     for attempt in range(WRITE_ATTEMPTS):
         try:
             with write_transaction(ctx.engine) as conn:
-                _store_manifest(conn, ref, digest, body, parsed, tag_names)
+                _store_manifest(conn, ref, digest, body, parsed, tag_names, platform)
             break
         except IntegrityError:
             if attempt == WRITE_ATTEMPTS - 1:
@@ -92,10 +100,32 @@ def put_manifest(ctx: RegistryContext, ref: RepositoryRef, reference: str, body:
     return PutResult(digest, parsed.subject.digest if parsed.subject else None)
 
 
+def _image_platform(ctx: RegistryContext, parsed: ParsedManifest) -> tuple[str | None, str | None]:
+    """Architecture and OS of an image, from its config blob, for ACR's manifest properties."""
+    config = parsed.config
+    if config is None or config.media_type not in mediatypes.IMAGE_CONFIG_TYPES or config.size > MAX_CONFIG_BYTES:
+        return None, None
+    try:
+        digest = Digest.parse(config.digest)
+        if ctx.store.stat(digest) is None:
+            return None, None
+        document = json.loads(b"".join(ctx.store.read(digest, MAX_CONFIG_BYTES)))
+    except (RegistryError, ValueError, OSError):
+        return None, None
+    if not isinstance(document, dict):
+        return None, None
+    return _short_string(document.get("architecture")), _short_string(document.get("os"))
+
+
+def _short_string(value: object) -> str | None:
+    return value[:64] if isinstance(value, str) else None
+
+
 def _store_manifest(conn: Connection, ref: RepositoryRef, digest: str, body: bytes, parsed: ParsedManifest,
-                    tag_names: list[str]) -> None:
+                    tag_names: list[str], platform: tuple[str | None, str | None]) -> None:
     now = utcnow()
     repository_id = ensure_repository(conn, ref, now)
+    locks.check_repository_writable(conn, repository_id)
     _check_references(conn, repository_id, parsed)
     manifest_id = conn.execute(
         select(manifests.c.id).where(manifests.c.repository_id == repository_id, manifests.c.digest == digest)
@@ -107,7 +137,8 @@ def _store_manifest(conn: Connection, ref: RepositoryRef, digest: str, body: byt
                 artifact_type=parsed.artifact_type,
                 subject_digest=parsed.subject.digest if parsed.subject else None,
                 annotations=json.dumps(parsed.annotations) if parsed.annotations else None,
-                size=len(body), content=body, created_at=now, updated_at=now,
+                size=len(body), content=body, config_media_type=parsed.config.media_type if parsed.config else None,
+                architecture=platform[0], os=platform[1], created_at=now, updated_at=now,
             ).returning(manifests.c.id)
         ).scalar_one()
         references = {(d.digest, "blob") for d in parsed.blob_references()}
@@ -118,6 +149,7 @@ def _store_manifest(conn: Connection, ref: RepositoryRef, digest: str, body: byt
     else:
         conn.execute(update(manifests).where(manifests.c.id == manifest_id).values(updated_at=now))
     for tag_name in tag_names:
+        locks.check_tag_movable(conn, repository_id, tag_name, manifest_id)
         _point_tag(conn, repository_id, tag_name, manifest_id, now)
     touch_repository(conn, repository_id, now)
 
@@ -161,21 +193,28 @@ def _point_tag(conn: Connection, repository_id: int, tag_name: str, manifest_id:
 
 
 def delete_manifest(ctx: RegistryContext, ref: RepositoryRef, reference: str) -> None:
-    """By digest: the manifest and every tag on it. By tag: only the tag (OCI Distribution 1.1)."""
+    """By digest: the manifest and every tag on it. By tag: only the tag (OCI Distribution 1.1). Locks hold."""
     with write_transaction(ctx.engine) as conn:
         repository_id = find_repository_id(conn, ref)
         if repository_id is None:
             raise name_unknown(ref.name)
+        locks.check_repository_deletable(conn, repository_id)
         if is_digest(reference):
-            removed = conn.execute(
-                delete(manifests).where(manifests.c.repository_id == repository_id, manifests.c.digest == reference)
-            ).rowcount
+            manifest_id = conn.execute(select(manifests.c.id).where(
+                manifests.c.repository_id == repository_id, manifests.c.digest == reference)).scalar_one_or_none()
+            if manifest_id is None:
+                raise manifest_unknown(reference)
+            locks.check_manifest_deletable(conn, manifest_id)
+            conn.execute(delete(manifests).where(manifests.c.id == manifest_id))
         else:
-            removed = conn.execute(
-                delete(tags).where(tags.c.repository_id == repository_id, tags.c.name == reference)
-            ).rowcount
-        if not removed:
-            raise manifest_unknown(reference)
+            tag = conn.execute(select(tags.c.name, tags.c.write_enabled, tags.c.delete_enabled,
+                                      manifests.c.write_enabled.label("manifest_write_enabled"))
+                               .join(manifests, manifests.c.id == tags.c.manifest_id)
+                               .where(tags.c.repository_id == repository_id, tags.c.name == reference)).first()
+            if tag is None:
+                raise manifest_unknown(reference)
+            locks.check_tag_deletable(tag, tag.manifest_write_enabled)
+            conn.execute(delete(tags).where(tags.c.repository_id == repository_id, tags.c.name == reference))
         touch_repository(conn, repository_id, utcnow())
 
 

@@ -18,6 +18,7 @@ from cargohold.oci.manifest import MAX_MANIFEST_BYTES
 from cargohold.oci.reference import validate_name
 from cargohold.registry import blobs, listing, manifests
 from cargohold.registry.context import RegistryContext
+from cargohold.registry.locks import disallowed
 from cargohold.registry.http import (
     API_VERSION,
     JSON,
@@ -160,6 +161,8 @@ class RegistryRoutes:
         reference = _reference(request)
         found = await self.ctx.cache.get(("manifest", ref, reference), manifests.find_manifest, ref, reference,
                                          cost=_manifest_cost)
+        if not found.readable:
+            raise disallowed("the image is locked against reading")
         if not manifests.accepts(",".join(request.headers.getlist("accept")), found.media_type):
             raise manifest_unknown(reference)
         headers = {"Docker-Content-Digest": found.digest, "ETag": f'"{found.digest}"', **API_VERSION}

@@ -23,6 +23,7 @@ from cargohold.db.engine import write_transaction
 from cargohold.db.tables import repositories, uploads
 from cargohold.oci.digest import Digest
 from cargohold.oci.errors import RegistryError, blob_upload_unknown, digest_invalid, range_invalid, size_invalid
+from cargohold.registry import locks
 from cargohold.registry.blobs import link_blob
 from cargohold.registry.context import RegistryContext, utcnow
 from cargohold.registry.repositories import RepositoryRef, ensure_repository, is_repository
@@ -84,12 +85,13 @@ class Uploads:
 
     def _start(self, ref: RepositoryRef) -> UploadState:
         upload_id = uuid.uuid4().hex
-        self.ctx.store.start_upload(upload_id)
         now = utcnow()
         with write_transaction(self.ctx.engine) as conn:
             repository_id = ensure_repository(conn, ref, now)
+            locks.check_repository_writable(conn, repository_id)
             conn.execute(insert(uploads).values(id=upload_id, repository_id=repository_id, size=0,
                                                 created_at=now, updated_at=now))
+            self.ctx.store.start_upload(upload_id)
         return UploadState(upload_id, 0)
 
     async def status(self, ref: RepositoryRef, upload_id: str) -> UploadState:

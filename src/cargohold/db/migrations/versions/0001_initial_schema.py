@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 06:01:22.622502
+Create Date: 2026-11-23 06:05:37.683917
 """
 from alembic import op
 import sqlalchemy as sa
@@ -98,6 +98,10 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=256), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('delete_enabled', sa.Boolean(), server_default=sa.text('1'), nullable=False),
+    sa.Column('write_enabled', sa.Boolean(), server_default=sa.text('1'), nullable=False),
+    sa.Column('read_enabled', sa.Boolean(), server_default=sa.text('1'), nullable=False),
+    sa.Column('list_enabled', sa.Boolean(), server_default=sa.text('1'), nullable=False),
     sa.ForeignKeyConstraint(['registry_id'], ['registries.id'], name=op.f('fk_repositories_registry_id_registries'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_repositories')),
     sa.UniqueConstraint('registry_id', 'name', name=op.f('uq_repositories_registry_id_name'))
@@ -150,8 +154,17 @@ def upgrade() -> None:
     sa.Column('annotations', sa.Text(), nullable=True),
     sa.Column('size', sa.BigInteger(), nullable=False),
     sa.Column('content', sa.LargeBinary(), nullable=False),
+    sa.Column('config_media_type', sa.String(length=255), nullable=True),
+    sa.Column('architecture', sa.String(length=64), nullable=True),
+    sa.Column('os', sa.String(length=64), nullable=True),
+    sa.Column('quarantine_state', sa.String(length=32), nullable=True),
+    sa.Column('quarantine_details', sa.Text(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('delete_enabled', sa.Boolean(), server_default=sa.text('1'), nullable=False),
+    sa.Column('write_enabled', sa.Boolean(), server_default=sa.text('1'), nullable=False),
+    sa.Column('read_enabled', sa.Boolean(), server_default=sa.text('1'), nullable=False),
+    sa.Column('list_enabled', sa.Boolean(), server_default=sa.text('1'), nullable=False),
     sa.ForeignKeyConstraint(['repository_id'], ['repositories.id'], name=op.f('fk_manifests_repository_id_repositories'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_manifests')),
     sa.UniqueConstraint('repository_id', 'digest', name=op.f('uq_manifests_repository_id_digest'))
@@ -213,6 +226,10 @@ def upgrade() -> None:
     sa.Column('manifest_id', sa.Integer(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('delete_enabled', sa.Boolean(), server_default=sa.text('1'), nullable=False),
+    sa.Column('write_enabled', sa.Boolean(), server_default=sa.text('1'), nullable=False),
+    sa.Column('read_enabled', sa.Boolean(), server_default=sa.text('1'), nullable=False),
+    sa.Column('list_enabled', sa.Boolean(), server_default=sa.text('1'), nullable=False),
     sa.ForeignKeyConstraint(['manifest_id'], ['manifests.id'], name=op.f('fk_tags_manifest_id_manifests'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['repository_id'], ['repositories.id'], name=op.f('fk_tags_repository_id_repositories'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('repository_id', 'name', name=op.f('pk_tags'))
