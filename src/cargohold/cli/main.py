@@ -11,6 +11,7 @@ from cargohold.cli import access
 from cargohold.cli import serve as serve_command
 from cargohold.cli.fsck import fsck
 from cargohold.cli.login import login
+from cargohold.cli.repository import app as repository_app
 
 app = typer.Typer(help="cargohold: a private container registry that speaks ACR's APIs.",
                   no_args_is_help=True, add_completion=False)
@@ -26,6 +27,7 @@ app.add_typer(access.role_app, name="role")
 app.add_typer(access.identity_app, name="identity")
 app.add_typer(access.network_rule_app, name="network-rule")
 app.add_typer(access.keys_app, name="keys")
+app.add_typer(repository_app, name="repository")
 
 
 @app.command("migrate")
