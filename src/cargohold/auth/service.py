@@ -82,7 +82,9 @@ class AuthService:
                                 "network rules", 403, {"clientIp": client_ip})
         return registry, client_ip
 
-    async def authorize(self, request: Request, wanted: list[Scope]) -> Access:
+    async def authorize(self, request: Request, wanted: list[Scope], ask: list[Scope] | None = None) -> Access:
+        """Let the request through if the caller holds `wanted`; otherwise refuse, challenging for `ask`
+        (default: `wanted`), the scope a client should request a token for."""
         registry, client_ip = await self.registry_for(request)
         header = request.headers.get("authorization", "")
         scheme, _, credential = header.partition(" ")
@@ -91,16 +93,16 @@ class AuthService:
             verified = await self._verify_bearer(registry, credential.strip())
             if verified is None or not await self.still_valid(verified.principal, registry):
                 self.record(registry, None, client_ip, "authorize", "denied", detail="invalid bearer token")
-                raise self.challenge(request, registry, wanted, "invalid_token")
+                raise self.challenge(request, registry, ask or wanted, "invalid_token")
             if _covers(verified.access, wanted):
                 return Access(registry, verified.principal, client_ip)
             self.record(registry, verified.principal, client_ip, "authorize", "denied",
                         detail=" ".join(map(str, wanted)))
-            raise self.challenge(request, registry, wanted, "insufficient_scope")
+            raise self.challenge(request, registry, ask or wanted, "insufficient_scope")
         if scheme == "basic" and credential:
             principal = await self._verify_basic(request, registry, client_ip, credential.strip())
             if principal is None:
-                raise self.challenge(request, registry, wanted, None)
+                raise self.challenge(request, registry, ask or wanted, None)
         else:
             principal = ANONYMOUS_PRINCIPAL
         granted = await self.grant(registry, principal, wanted)
@@ -108,7 +110,7 @@ class AuthService:
             return Access(registry, principal, client_ip)
         self.record(registry, principal, client_ip, "authorize", "denied", detail=" ".join(map(str, wanted)))
         if principal.kind == ANONYMOUS:
-            raise self.challenge(request, registry, wanted, None)
+            raise self.challenge(request, registry, ask or wanted, None)
         raise RegistryError("DENIED", "requested access to the resource is denied", 403,
                             [s.to_claim() for s in wanted])
 

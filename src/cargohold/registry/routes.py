@@ -46,9 +46,16 @@ class RegistryRoutes:
         self.uploads = Uploads(ctx)
 
     async def _repository(self, request: Request, *actions: str) -> tuple[RepositoryRef, Access]:
-        """Validate the name in the path and authorize `actions` on it."""
+        """Validate the name in the path and authorize `actions` on it.
+
+        A HEAD is how push clients ask whether to upload, so its challenge names `pull,push`: a client that
+        keeps one token for a whole push (oras-py does) then holds push too, if the caller may push at all.
+        The token service still grants only what the caller may do, and the HEAD itself needs only `pull`.
+        """
         name = repository(request)
-        access = await self.auth.authorize(request, [Scope("repository", name, frozenset(actions))])
+        wanted = [Scope("repository", name, frozenset(actions))]
+        ask = [Scope("repository", name, frozenset({*actions, PUSH}))] if request.method == "HEAD" else None
+        access = await self.auth.authorize(request, wanted, ask)
         return RepositoryRef(access.registry.id, name), access
 
     def routes(self) -> list[Route]:

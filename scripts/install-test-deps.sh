@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Install what the test suite drives besides Python packages: skopeo (Debian). Quick when already present.
+set -euo pipefail
+missing=()
+command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
+if (( ${#missing[@]} )); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
