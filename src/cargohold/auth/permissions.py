@@ -39,15 +39,22 @@ CATALOG_ROLES = frozenset({"Reader", "Contributor", "Owner", "AcrPull", "AcrPush
 MANAGEMENT_WRITE_ROLES = frozenset({"Contributor", "Owner"})
 ROLE_ADMIN_ROLES = frozenset({"Owner"})
 
+def _everywhere(*verbs: str) -> list[str]:
+    return [f"repositories/*/{verb}" for verb in verbs]
+
+
 SYSTEM_SCOPE_MAPS: dict[str, tuple[str, list[str]]] = {
-    "_repositories_pull": ("Can read images in all repositories", ["content/read"]),
+    "_repositories_pull": ("Can read images in all repositories", _everywhere("content/read")),
     "_repositories_pull_metadata_read": ("Can read images and metadata in all repositories",
-                                         ["content/read", "metadata/read"]),
-    "_repositories_push": ("Can push to and pull from all repositories", ["content/read", "content/write"]),
+                                         _everywhere("content/read", "metadata/read")),
+    "_repositories_push": ("Can push to and pull from all repositories",
+                           _everywhere("content/read", "content/write")),
     "_repositories_push_metadata_write": ("Can push, pull and change metadata in all repositories",
-                                          ["content/read", "content/write", "metadata/read", "metadata/write"]),
+                                          _everywhere("content/read", "content/write", "metadata/read",
+                                                      "metadata/write")),
     "_repositories_admin": ("Can perform all read, write and delete operations on all repositories",
-                            ["content/read", "content/write", "content/delete", "metadata/read", "metadata/write"]),
+                            _everywhere("content/read", "content/write", "content/delete", "metadata/read",
+                                        "metadata/write")),
 }
 
 _PATTERN = re.compile(r"^(\*|[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*(?:/\*)?)$")

@@ -80,3 +80,11 @@ def test_malformed_scope_map_actions_are_refused(action: str) -> None:
 def test_grants_merge_per_pattern() -> None:
     grants = scope_map_grants(["repositories/*/content/read", "repositories/*/metadata/read"])
     assert grants == [RepositoryGrant("*", frozenset({"pull", "metadata_read"}))]
+
+
+def test_system_scope_maps_are_valid_acr_actions() -> None:
+    from cargohold.auth.permissions import SYSTEM_SCOPE_MAPS
+
+    for _description, actions in SYSTEM_SCOPE_MAPS.values():
+        assert validate_scope_map_actions(actions) == actions
+        assert all(g.pattern == "*" for g in scope_map_grants(actions))
