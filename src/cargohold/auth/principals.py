@@ -25,7 +25,7 @@ class Principal:
     @classmethod
     def from_subject(cls, subject: str, name: str) -> Principal:
         kind, _, raw_id = subject.partition(":")
-        if kind not in (IDENTITY, TOKEN, ADMIN) or not raw_id.isdigit():
+        if kind not in (IDENTITY, TOKEN, ADMIN, ANONYMOUS) or not raw_id.isdigit():
             raise ValueError(f"not a subject: {subject!r}")
         return cls(kind, int(raw_id), name)
 

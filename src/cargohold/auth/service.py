@@ -31,7 +31,6 @@ from cargohold.security.master_key import Sealer
 
 REFRESH_TOKEN_USER = "00000000-0000-0000-0000-000000000000"
 """The user name `az acr login` uses to hand a refresh token to docker as its password."""
-BASIC_CACHE_SECONDS = 60
 CACHE_SIZE = 10_000
 
 
@@ -63,7 +62,6 @@ class AuthService:
         self.audit = audit
         self._keysets: dict[int | None, keys.KeySet] = {}
         self._bearers = _Lru()
-        self._basics = _Lru()
         self._settings = ctx.cache
 
     async def registry_for(self, request: Request) -> tuple[RegistryRecord, str]:
@@ -129,7 +127,10 @@ class AuthService:
         return intersect(wanted, grants.repositories, grants.catalog)
 
     async def still_valid(self, principal: Principal, registry: RegistryRecord) -> bool:
-        """Checked on every request: the identity or token exists and is enabled, the admin user is on."""
+        """Checked on every request: the identity or token exists and is enabled, the admin user is on,
+        anonymous pull is still allowed."""
+        if principal.kind == ANONYMOUS:
+            return registry.anonymous_pull_enabled
         return await self._settings.get(("valid", principal, registry.id), identities.is_still_valid, principal,
                                         registry.id)
 
@@ -160,17 +161,17 @@ class AuthService:
 
     async def _verify_basic(self, request: Request, registry: RegistryRecord, client_ip: str,
                             credential: str) -> Principal | None:
+        """Basic credentials, argon2-checked once and then remembered until the metadata changes (a new password,
+        a disabled token), so a changed secret stops working on the next request."""
         username, password = decode_basic(credential)
-        cache_key = hashlib.sha256(f"{registry.id}\0{username}\0{password}".encode()).digest()
-        cached = self._basics.get(cache_key)
-        if cached is not None and cached[1] > time.monotonic():
-            principal: Principal = cached[0]
-            if await self.still_valid(principal, registry):
-                return principal
-        principal_or_none = await self.check_password(registry, client_ip, username, password)
-        if principal_or_none is not None:
-            self._basics.remember(cache_key, (principal_or_none, time.monotonic() + BASIC_CACHE_SECONDS))
-        return principal_or_none
+        cache_key = ("basic", hashlib.sha256(f"{registry.id}\0{username}\0{password}".encode()).digest())
+        cached = self._settings.lookup(cache_key)
+        if isinstance(cached, Principal):
+            return cached
+        principal = await self.check_password(registry, client_ip, username, password)
+        if principal is not None:
+            self._settings.store(cache_key, principal, 256)
+        return principal
 
     async def _verify_bearer(self, registry: RegistryRecord, token: str) -> _VerifiedBearer | None:
         cached: _VerifiedBearer | None = self._bearers.get((registry.id, token))

@@ -63,6 +63,9 @@ class RegistryContext:
         return await asyncio.get_running_loop().run_in_executor(self.executor, partial(fn, *args, **kwargs))
 
 
+_MISSING = object()
+
+
 class FreshCache:
     """Answers computed from the metadata, kept until the metadata changes (see `RegistryContext.generation`).
 
@@ -96,19 +99,27 @@ class FreshCache:
 
         `cost` estimates a value's bytes; values over a sixty-fourth of the budget are not kept.
         """
+        found = self.lookup(key)
+        if found is not _MISSING:
+            return found  # type: ignore[return-value]
+        value = await self.ctx.read(fn, *args)
+        self.store(key, value, cost(value) if cost is not None else 0)
+        return value
+
+    def lookup(self, key: Hashable) -> object:
+        """The cached value, or `_MISSING`."""
         if self._generation is None:
             self.refresh()
-        if key in self._entries:
-            return self._entries[key]  # type: ignore[return-value]
-        value = await self.ctx.read(fn, *args)
-        spent = cost(value) if cost is not None else 0
-        if spent > self.budget // 64:
-            return value
-        if len(self._entries) >= self.capacity or self._spent + spent > self.budget:
+        return self._entries.get(key, _MISSING)
+
+    def store(self, key: Hashable, value: object, cost: int = 0) -> None:
+        """Keep a value computed elsewhere (say, off the event loop) until the metadata changes."""
+        if cost > self.budget // 64:
+            return
+        if len(self._entries) >= self.capacity or self._spent + cost > self.budget:
             self._clear()
         self._entries[key] = value
-        self._spent += spent
-        return value
+        self._spent += cost
 
 
 def utcnow() -> datetime:
