@@ -26,9 +26,34 @@ def error_response(error: RegistryError) -> Response:
     return Response(json.dumps(error.body()), error.status, headers, media_type=JSON)
 
 
-async def registry_error_handler(_request: Request, exc: Exception) -> Response:
+DRAIN_LIMIT = 64 * 1024 * 1024
+
+
+async def registry_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RegistryError)
+    await drain_body(request)
     return error_response(exc)
+
+
+async def drain_body(request: Request) -> None:
+    """Read and drop a request body the handler never read, up to DRAIN_LIMIT.
+
+    Clients such as the Azure SDK send a request unauthenticated, expect 401, and send it again with a token;
+    answering before their body is read breaks the connection under them. Past the limit we let it break.
+    """
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > DRAIN_LIMIT):
+        return
+    drained = 0
+    try:
+        async for chunk in request.stream():
+            drained += len(chunk)
+            if drained > DRAIN_LIMIT:
+                return
+    except (RuntimeError, ClientDisconnect):
+        return
 
 
 async def http_error_handler(_request: Request, exc: Exception) -> Response:
