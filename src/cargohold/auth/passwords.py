@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from threading import BoundedSemaphore
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -20,9 +21,15 @@ def hash_secret(secret: str) -> str:
     return _hasher.hash(secret)
 
 
+_concurrent_checks = BoundedSemaphore(1)
+"""One argon2 check at a time (19 MiB each): memory stays bounded, and a flood of logins queues on one core
+instead of taking the machine. Tokens are asked for once per client operation, so this is rarely felt."""
+
+
 def check_secret(secret_hash: str | None, secret: str) -> bool:
     """True when `secret` matches; with no hash, spend the same time and say no."""
-    try:
-        return _hasher.verify(secret_hash or _DUMMY_HASH, secret) and secret_hash is not None
-    except (VerificationError, InvalidHashError):
-        return False
+    with _concurrent_checks:
+        try:
+            return _hasher.verify(secret_hash or _DUMMY_HASH, secret) and secret_hash is not None
+        except (VerificationError, InvalidHashError):
+            return False

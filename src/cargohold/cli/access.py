@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 import typer
 from sqlalchemy.exc import IntegrityError
@@ -20,6 +21,7 @@ from cargohold.db.tables import registries
 from cargohold.registry.context import utcnow
 
 DEFAULT_DIR = "./data"
+T = TypeVar("T")
 
 credential_app = typer.Typer(help="The admin user's credentials.", no_args_is_help=True)
 token_app = typer.Typer(help="Repository-scoped tokens.", no_args_is_help=True)
@@ -34,7 +36,7 @@ network_rule_app = typer.Typer(help="Network rules: allowed client ranges and tr
 keys_app = typer.Typer(help="Token signing keys.", no_args_is_help=True)
 
 
-def _guard(action):  # type: ignore[no-untyped-def]
+def _guard(action: Callable[[], T]) -> T:
     """Turn the service layer's refusals into one clear line and exit code 1."""
     try:
         return action()
@@ -280,7 +282,9 @@ def role_assignment_create(assignee: Assignee, role: RoleName, repository: Repos
     store = open_store(data_dir, db_url)
     with store.write() as conn:
         registry = store.registry(conn, name)
-        principal = identities.find_identity(conn, assignee) or fail(f"no identity {assignee}")
+        principal = identities.find_identity(conn, assignee)
+        if principal is None:
+            fail(f"no identity {assignee}")
         _guard(lambda: roles.assign_role(conn, principal.id, role, registry.id, repository))
     typer.echo(f"assigned {role} to {assignee} on {registry.name}{'/' + repository if repository else ''}")
 
@@ -303,7 +307,9 @@ def role_assignment_delete(assignee: Assignee, role: RoleName, repository: Repos
     store = open_store(data_dir, db_url)
     with store.write() as conn:
         registry = store.registry(conn, name)
-        principal = identities.find_identity(conn, assignee) or fail(f"no identity {assignee}")
+        principal = identities.find_identity(conn, assignee)
+        if principal is None:
+            fail(f"no identity {assignee}")
         _guard(lambda: roles.remove_role(conn, principal.id, role, registry.id, repository))
     typer.echo(f"removed {role} from {assignee}")
 
