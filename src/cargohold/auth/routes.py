@@ -20,6 +20,7 @@ from cargohold.auth.identities import authenticate_identity
 from cargohold.auth.permissions import parse_scopes
 from cargohold.auth.principals import ANONYMOUS_PRINCIPAL, Principal
 from cargohold.auth.service import AuthService, decode_basic
+from cargohold.auth.throttle import is_throttled, throttle_key
 from cargohold.management.registries import RegistryRecord, login_server_exists
 from cargohold.oci.errors import RegistryError
 
@@ -156,9 +157,14 @@ class AuthRoutes:
         audience = str(form.get("scope", "")).split(" ")[0].removesuffix("/.default").rstrip("/")
         if not await self._known_audience(audience):
             return _oauth_error("invalid_scope", f"unknown resource {audience[:100]!r}")
+        peer = request.client.host if request.client else ""
+        key = throttle_key(peer, client_id)
+        if await self.auth.ctx.read(is_throttled, key):
+            self.auth.record(None, None, peer, "login", "throttled", detail=f"client_credentials {client_id[:100]}")
+            return _oauth_error("temporarily_unavailable", "too many failed attempts; try again later", 429)
         principal = await self.auth.ctx.run(self._authenticate_identity, client_id, secret)
-        peer = request.client.host if request.client else None
         if principal is None:
+            await self.auth.ctx.run(self.auth.record_failure, key)
             self.auth.record(None, None, peer, "login", "failed", detail=f"client_credentials {client_id[:100]}")
             return _oauth_error("invalid_client", "client id or secret is wrong", 401)
         self.auth.record(None, principal, peer, "login", "success", detail=f"client_credentials for {audience}")

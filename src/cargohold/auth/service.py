@@ -60,7 +60,6 @@ class AuthService:
         self.ctx = ctx
         self.sealer = sealer
         self.audit = audit
-        self._keysets: dict[int | None, keys.KeySet] = {}
         self._bearers = _Lru()
         self._settings = ctx.cache
 
@@ -147,7 +146,7 @@ class AuthService:
         else:
             principal = await self.ctx.run(self._authenticate, registry, username, password)
         if principal is None:
-            await self.ctx.run(self._record_failure, key)
+            await self.ctx.run(self.record_failure, key)
             self.record(registry, None, client_ip, "login", "failed", detail=username[:200])
         return principal
 
@@ -155,7 +154,7 @@ class AuthService:
         with self.ctx.engine.connect() as conn:
             return identities.authenticate(conn, registry.id, registry.name, username, password)
 
-    def _record_failure(self, key: str) -> None:
+    def record_failure(self, key: str) -> None:
         with write_transaction(self.ctx.engine) as conn:
             throttle.record_failure(conn, key)
 
@@ -202,9 +201,13 @@ class AuthService:
         return jwt_tokens.verify(token, keyset, **checks)
 
     async def keyset(self, registry_id: int | None, reload: bool = False) -> keys.KeySet:
-        if reload or registry_id not in self._keysets:
-            self._keysets[registry_id] = await self.ctx.run(self._load_keyset, registry_id)
-        return self._keysets[registry_id]
+        """The registry's signing and verifying keys, read again whenever the metadata changed (a rotation on
+        any node takes effect at the next request)."""
+        cached = self._settings.lookup(("keyset", registry_id))
+        if reload or not isinstance(cached, keys.KeySet):
+            cached = await self.ctx.run(self._load_keyset, registry_id)
+            self._settings.store(("keyset", registry_id), cached, 4096)
+        return cached
 
     def _load_keyset(self, registry_id: int | None) -> keys.KeySet:
         with self.ctx.engine.connect() as conn:

@@ -29,8 +29,11 @@ identities = Table(
     Column("secret_hash", String(255), nullable=False),
     Column("enabled", Boolean, nullable=False, default=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    sqlite_autoincrement=True,
 )
-"""Users and service principals, tenant-wide as in Azure AD. `client_id` is the user name for basic auth."""
+"""Users and service principals, tenant-wide as in Azure AD. `client_id` is the user name for basic auth.
+Ids are never reused (AUTOINCREMENT): tokens name their principal by id, and a deleted identity's tokens
+must not come alive for the next one."""
 
 role_assignments = Table(
     "role_assignments",
@@ -75,8 +78,10 @@ registry_tokens = Table(
     Column("password2_expires_at", DateTime(timezone=True), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("registry_id", "name"),
+    sqlite_autoincrement=True,
 )
-"""ACR's repository-scoped tokens: a name, a scope map, two passwords that may each expire."""
+"""ACR's repository-scoped tokens: a name, a scope map, two passwords that may each expire. Ids are never
+reused, as for identities."""
 
 admin_credentials = Table(
     "admin_credentials",

@@ -51,8 +51,10 @@ registries = Table(
     Column("network_default_action", String(8), nullable=False, default="Allow"),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    sqlite_autoincrement=True,
 )
-"""A registry: a namespace of repositories with its own login server, keys, credentials and policies."""
+"""A registry: a namespace of repositories with its own login server, keys, credentials and policies. Its id
+names the admin user in tokens, so ids are never reused."""
 
 repositories = Table(
     "repositories",

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 06:05:37.683917
+Create Date: 2026-11-23 07:14:47.788553
 """
 from alembic import op
 import sqlalchemy as sa
@@ -48,7 +48,8 @@ def upgrade() -> None:
     sa.Column('enabled', sa.Boolean(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_identities')),
-    sa.UniqueConstraint('client_id', name=op.f('uq_identities_client_id'))
+    sa.UniqueConstraint('client_id', name=op.f('uq_identities_client_id')),
+    sqlite_autoincrement=True
     )
     op.create_table('login_failures',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -71,7 +72,8 @@ def upgrade() -> None:
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_registries')),
     sa.UniqueConstraint('login_server', name=op.f('uq_registries_login_server')),
-    sa.UniqueConstraint('name', name=op.f('uq_registries_name'))
+    sa.UniqueConstraint('name', name=op.f('uq_registries_name')),
+    sqlite_autoincrement=True
     )
     op.create_table('admin_credentials',
     sa.Column('registry_id', sa.Integer(), nullable=False),
@@ -188,7 +190,8 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['registry_id'], ['registries.id'], name=op.f('fk_registry_tokens_registry_id_registries'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['scope_map_id'], ['scope_maps.id'], name=op.f('fk_registry_tokens_scope_map_id_scope_maps')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_registry_tokens')),
-    sa.UniqueConstraint('registry_id', 'name', name=op.f('uq_registry_tokens_registry_id_name'))
+    sa.UniqueConstraint('registry_id', 'name', name=op.f('uq_registry_tokens_registry_id_name')),
+    sqlite_autoincrement=True
     )
     op.create_table('repository_blobs',
     sa.Column('repository_id', sa.Integer(), nullable=False),
