@@ -50,3 +50,12 @@ def fresh_server(tmp_path: Path) -> Iterator[RunningServer]:
     running = RunningServer(tmp_path / "data").start()
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A registry served over HTTPS by its own CA (`--tls self-signed`), as MSAL and the Azure SDK insist on."""
+    running = RunningServer(tmp_path_factory.mktemp("tls") / "data", extra_args=["--tls", "self-signed"],
+                            scheme="https").start(verify=False)
+    yield running
+    running.stop()

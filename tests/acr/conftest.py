@@ -15,15 +15,6 @@ AUDIENCE = "https://containerregistry.azure.net"
 
 
 @pytest.fixture(scope="module")
-def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """A registry served over HTTPS by its own CA, as the Azure SDK and MSAL insist on."""
-    running = RunningServer(tmp_path_factory.mktemp("acr") / "data", extra_args=["--tls", "self-signed"],
-                            scheme="https").start(verify=False)
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
 def ca(tls_server: RunningServer) -> str:
     return str(tls_server.data_dir / "tls" / "ca.pem")
 

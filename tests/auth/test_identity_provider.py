@@ -28,14 +28,6 @@ from tests.support.server import RunningServer
 
 
 @pytest.fixture(scope="module")
-def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = RunningServer(tmp_path_factory.mktemp("idp") / "data", extra_args=["--tls", "self-signed"],
-                            scheme="https").start(verify=False)
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
 def ca(tls_server: RunningServer) -> Path:
     return tls_server.data_dir / "tls" / "ca.pem"
 

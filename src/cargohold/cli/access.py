@@ -13,10 +13,13 @@ from collections.abc import Callable
 from typing import Annotated, TypeVar
 
 import typer
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from cargohold.auth import admin_user, audit, identities, keys, network, registry_tokens, roles, scope_maps
-from cargohold.cli.common import DataDir, DbUrl, OutputOption, RegistryName, emit, fail, open_store
+from cargohold.auth.principals import Principal
+from cargohold.cli.common import DataDir, DbUrl, OutputOption, RegistryName, Store, emit, fail, open_store
+from cargohold.management.registries import RegistryRecord
 from cargohold.db.tables import registries
 from cargohold.registry.context import utcnow
 
@@ -275,16 +278,23 @@ RoleName = Annotated[str, typer.Option(help="AcrPull, AcrPush, AcrDelete, AcrIma
 RepositoryScope = Annotated[str | None, typer.Option(help="Limit to a repository: a name, 'prefix/*'.")]
 
 
+def _assignment_parties(store: Store, conn: Connection, name: str | None,
+                        assignee: str) -> tuple[RegistryRecord, Principal]:
+    """The registry and the identity a role assignment command is about."""
+    registry = store.registry(conn, name)
+    principal = identities.find_identity(conn, assignee)
+    if principal is None:
+        fail(f"no identity {assignee}")
+    return registry, principal
+
+
 @role_assignment_app.command("create")
 def role_assignment_create(assignee: Assignee, role: RoleName, repository: RepositoryScope = None,
                            name: RegistryName = None, data_dir: DataDir = DEFAULT_DIR, db_url: DbUrl = None) -> None:
     """Assign a role at registry scope, or at repository scope with --repository."""
     store = open_store(data_dir, db_url)
     with store.write() as conn:
-        registry = store.registry(conn, name)
-        principal = identities.find_identity(conn, assignee)
-        if principal is None:
-            fail(f"no identity {assignee}")
+        registry, principal = _assignment_parties(store, conn, name, assignee)
         _guard(lambda: roles.assign_role(conn, principal.id, role, registry.id, repository))
     typer.echo(f"assigned {role} to {assignee} on {registry.name}{'/' + repository if repository else ''}")
 
@@ -306,10 +316,7 @@ def role_assignment_delete(assignee: Assignee, role: RoleName, repository: Repos
                            name: RegistryName = None, data_dir: DataDir = DEFAULT_DIR, db_url: DbUrl = None) -> None:
     store = open_store(data_dir, db_url)
     with store.write() as conn:
-        registry = store.registry(conn, name)
-        principal = identities.find_identity(conn, assignee)
-        if principal is None:
-            fail(f"no identity {assignee}")
+        registry, principal = _assignment_parties(store, conn, name, assignee)
         _guard(lambda: roles.remove_role(conn, principal.id, role, registry.id, repository))
     typer.echo(f"removed {role} from {assignee}")
 
