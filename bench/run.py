@@ -22,11 +22,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import report, servers, sysinfo
+from harness import docs, report, servers, sysinfo
 from harness.measure import LoadSettings, Samples, curl_upload_ceiling, file_write_rate, repeat, sha256_rate
 from harness.oci import make_small_image, sha256_digest
 from harness.procs import RssSampler, ServerStartError, raise_on_sigterm
 from harness.suite import (
+    TOKEN_CONNECTIONS,
     BenchContext,
     PushSource,
     TargetResult,
@@ -73,6 +74,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=Path(__file__).parent / "results" / "latest.md",
         help="markdown report path; raw numbers go to the same path with .json",
     )
+    parser.add_argument(
+        "--docs",
+        type=Path,
+        default=None,
+        help="also write the published summary of this run here (e.g. docs/benchmarks.md)",
+    )
     parser.add_argument("--blob-mib", type=int, default=256, help="blob size for GET/push tests")
     parser.add_argument("--runs", type=int, default=3, help="repetitions of each throughput test")
     parser.add_argument("--streams", type=int, default=8, help="concurrent streams for parallel GET")
@@ -84,7 +91,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--tags", type=int, default=1000, help="tags in the tags/list repository")
     parser.add_argument("--tag-latency-runs", type=int, default=20, help="sequential tags/list requests")
     parser.add_argument(
-        "--ready-timeout", type=float, default=60.0, help="seconds to wait for GET /v2/ == 200"
+        "--ready-timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for GET /v2/ to answer 200 (cargohold: 200 or 401)",
     )
     parser.add_argument("--tmp-dir", type=Path, default=None, help="parent of the scratch directory")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the scratch directory (logs, data)")
@@ -211,6 +221,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> str:
     started = time.monotonic()
     started_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     machine = sysinfo.machine_info()
+    load1 = os.getloadavg()[0]
+    if load1 > 1.0:
+        log(
+            f"warning: load average {load1:.2f} at start; other jobs compete for the CPU and lower the numbers"
+        )
     with ExitStack() as stack:
         scratch = Path(tempfile.mkdtemp(prefix="cargohold-bench-", dir=args.tmp_dir))
         if args.keep_tmp:
@@ -238,12 +253,18 @@ def run(args: argparse.Namespace, argv: list[str]) -> str:
         curl_upload_ceiling=refs.curl_upload_ceiling,
         file_write_rate=refs.file_write_rate,
         total_seconds=time.monotonic() - started,
+        token_connections=TOKEN_CONNECTIONS,
+        load_at_end="{:.2f}, {:.2f}".format(*os.getloadavg()[:2]),
     )
     markdown = report.render_markdown(info, results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(markdown)
     args.out.with_suffix(".json").write_text(report.render_json(info, results))
     log(f"report written to {args.out} (+ {args.out.with_suffix('.json').name})")
+    if args.docs is not None:
+        args.docs.parent.mkdir(parents=True, exist_ok=True)
+        args.docs.write_text(docs.render_docs(info, results))
+        log(f"summary written to {args.docs}")
     return markdown
 
 

@@ -258,11 +258,17 @@ def parse_wrk(output: str) -> LoadResult:
     )
 
 
-def write_wrk_script(path: Path, method: str = "GET", accept: str | None = None) -> Path:
+def write_wrk_script(
+    path: Path, method: str = "GET", accept: str | None = None, authorization: str | None = None
+) -> Path:
+    """A wrk Lua script setting the method and headers (wrk has no -m; headers go in the script)."""
     lines = [f'wrk.method = "{method}"']
     if accept:
         lines.append(f'wrk.headers["Accept"] = "{accept}"')
+    if authorization:
+        lines.append(f'wrk.headers["Authorization"] = "{authorization}"')
     path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)  # may hold a token or basic credentials
     return path
 
 
@@ -304,7 +310,11 @@ def parse_hey(output: str) -> LoadResult:
 
 
 def run_hey(
-    url: str, method: str, duration_s: int, connections: int, accept: str | None = None,
+    url: str,
+    method: str,
+    duration_s: int,
+    connections: int,
+    accept: str | None = None,
     authorization: str | None = None,
 ) -> LoadResult:
     argv = ["hey", "-z", f"{duration_s}s", "-c", str(connections), "-m", method]
@@ -327,15 +337,20 @@ class LoadSettings:
     script_dir: Path
 
     def wrk_get(
-        self, url: str, accept: str | None = MANIFEST_ACCEPT, duration_s: int | None = None
+        self,
+        url: str,
+        accept: str | None = MANIFEST_ACCEPT,
+        duration_s: int | None = None,
+        authorization: str | None = None,
     ) -> LoadResult:
-        script = write_wrk_script(self.script_dir / "get.lua", "GET", accept)
+        script = write_wrk_script(self.script_dir / "get.lua", "GET", accept, authorization)
         if self.warmup_s:
             run_wrk(url, script, self.warmup_s, self.connections, self.threads)
         return run_wrk(url, script, duration_s or self.duration_s, self.connections, self.threads)
 
-    def hey(self, url: str, method: str, accept: str | None = MANIFEST_ACCEPT,
-            authorization: str | None = None) -> LoadResult:
+    def hey(
+        self, url: str, method: str, accept: str | None = MANIFEST_ACCEPT, authorization: str | None = None
+    ) -> LoadResult:
         if self.warmup_s:
             run_hey(url, method, self.warmup_s, self.connections, accept, authorization)
         return run_hey(url, method, self.duration_s, self.connections, accept, authorization)

@@ -183,7 +183,9 @@ class ServerStartError(RuntimeError):
     pass
 
 
-def wait_until_ready(url: str, proc: ManagedProcess, timeout_s: float, ready_statuses: tuple[int, ...] = (200,)) -> float:
+def wait_until_ready(
+    url: str, proc: ManagedProcess, timeout_s: float, ready_statuses: tuple[int, ...] = (200,)
+) -> float:
     """Poll GET url until it answers one of `ready_statuses`; returns seconds waited. Fails fast if the process exits."""
     started = time.monotonic()
     last_error = "no answer"

@@ -8,10 +8,18 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .procs import ManagedProcess, free_port, start_process, stop_process, wait_until_ready
+from .procs import (
+    ManagedProcess,
+    ServerStartError,
+    free_port,
+    start_process,
+    stop_process,
+    wait_until_ready,
+)
 
 HOST = "127.0.0.1"
 NGINX_BLOB_PATH = "/blob"
@@ -72,16 +80,58 @@ def start_cargohold(
         python=shlex.quote(sys.executable), host=HOST, port=port, data_dir=shlex.quote(str(data_dir))
     )
     env = {**os.environ, **extra_env}
-    server = _launch("cargohold", shlex.split(command), workdir, "/v2/", True, port, ready_timeout_s, env, (200, 401))
+    # With auth, GET /v2/ answers 401 to anonymous clients; 200 means a build without auth.
+    server = _launch(
+        "cargohold", shlex.split(command), workdir, "/v2/", True, port, ready_timeout_s, env, (200, 401)
+    )
     try:
-        created = json.loads((data_dir / "initial-credentials").read_text())
-        server.credentials = (created["clientId"], created["clientSecret"])
-        subprocess.run([sys.executable, "-m", "cargohold", "update", "--data-dir", str(data_dir),
-                        "--anonymous-pull-enabled", "true", "-o", "json"], check=True, capture_output=True, env=env)
+        server.credentials = _read_initial_credentials(data_dir / CREDENTIALS_FILE)
+        if server.credentials is not None:
+            enable_anonymous_pull(data_dir, env)
     except BaseException:
         server.stop()
         raise
     return server
+
+
+CREDENTIALS_FILE = "initial-credentials"
+
+
+def _read_initial_credentials(path: Path, wait_s: float = 5.0) -> tuple[str, str] | None:
+    """(clientId, clientSecret) of the Owner service principal cargohold writes on first start."""
+    deadline = time.monotonic() + wait_s
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not path.exists():
+        return None
+    created = json.loads(path.read_text())
+    return created["clientId"], created["clientSecret"]
+
+
+def enable_anonymous_pull(data_dir: Path, env: dict[str, str]) -> None:
+    """`cargohold update --anonymous-pull-enabled true` against the running server's data dir, so
+    the measured reads (blob GET, manifest GET/HEAD, tags/list) run anonymously, as with Distribution."""
+    argv = [
+        sys.executable,
+        "-m",
+        "cargohold",
+        "update",
+        "--data-dir",
+        str(data_dir),
+        "--anonymous-pull-enabled",
+        "true",
+        "-o",
+        "json",
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=120)
+    if done.returncode != 0:
+        raise ServerStartError(
+            f"{shlex.join(argv)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}"
+        )
+    if json.loads(done.stdout).get("anonymousPullEnabled") is not True:
+        raise ServerStartError(
+            f"anonymous pull still disabled after {shlex.join(argv)}: {done.stdout.strip()}"
+        )
 
 
 def distribution_config(storage_dir: Path, port: int) -> str:

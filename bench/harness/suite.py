@@ -6,15 +6,18 @@ import base64
 import hashlib
 import json
 import os
+import re
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from . import measure
 from .measure import LoadResult, LoadSettings, Samples
-from .oci import RegistryClient, SmallImage
+from .oci import MANIFEST_ACCEPT, RegistryClient, SmallImage, expect_status
 from .servers import NGINX_BLOB_PATH, NGINX_MANIFEST_PATH, RunningServer
 
 BLOB_REPO = "bench/blob"
@@ -40,10 +43,15 @@ class TargetResult:
     tags_listed: int | None = None
     tags_latency_ms: Samples | None = None
     tags_wrk: LoadResult | None = None
+    # Only for a server with auth (cargohold): the same manifest load with credentials on every request.
+    manifest_get_wrk_bearer: LoadResult | None = None
     manifest_head_hey_bearer: LoadResult | None = None
     manifest_get_hey_bearer: LoadResult | None = None
+    manifest_get_wrk_basic: LoadResult | None = None
     manifest_head_hey_basic: LoadResult | None = None
-    token_endpoint_hey: LoadResult | None = None
+    manifest_get_hey_basic: LoadResult | None = None
+    token_endpoint_hey: LoadResult | None = None  # GET /oauth2/token with basic auth
+    token_service: str | None = None
     peak_rss_bytes: int | None = None
     peak_rss_processes: int | None = None
     errors: dict[str, str] = field(default_factory=dict)
@@ -157,16 +165,48 @@ def _push_tags(client: RegistryClient, ctx: BenchContext, result: TargetResult) 
     result.tag_puts_per_s = (ctx.tag_count - 1) / (time.perf_counter() - started)
 
 
+TOKEN_CONNECTIONS = 8
+FALLBACK_TOKEN_SERVICE = "cargohold.localhost"
+
+
+def _bearer_challenge(base_url: str) -> tuple[str, str]:
+    """(realm, service) from the 401 challenge of GET /v2/; cargohold's defaults if there is none."""
+    response = httpx.get(base_url + "/v2/", timeout=10)
+    params = dict(re.findall(r'(\w+)="([^"]*)"', response.headers.get("WWW-Authenticate", "")))
+    realm = params.get("realm") or base_url + "/oauth2/token"
+    if not realm.startswith(base_url):  # the challenge may name another host; always ask this server
+        realm = base_url + httpx.URL(realm).path
+    return realm, params.get("service") or FALLBACK_TOKEN_SERVICE
+
+
+def _expect_clean(label: str, load: LoadResult, result: TargetResult | None = None) -> LoadResult:
+    """A load test answered with 401s or errors measures the wrong thing. Over 1 % bad answers fail the
+    phase (no number is kept); fewer are listed under Failures, and the number is kept."""
+    bad = load.bad_responses + load.socket_errors
+    if not bad:
+        return load
+    message = (
+        f"{label}: {load.bad_responses} non-2xx/3xx answers and {load.socket_errors} socket errors "
+        f"out of {load.requests} requests ({load.requests_per_s:,.0f} req/s)"
+    )
+    if bad > 0.01 * max(load.requests, 1) or result is None:
+        raise measure.MeasurementError(message)
+    result.errors[label] = message + " (kept: under 1 %)"
+    return load
+
+
 def bench_registry(server: RunningServer, ctx: BenchContext) -> TargetResult:
+    """Pushes and setup use the server's credentials (if any); every read that is measured is anonymous."""
     result = TargetResult(server.name)
     client = RegistryClient(server.base_url, auth=server.credentials)
+    reader = RegistryClient(server.base_url)  # anonymous, like the wrk/hey/curl reads
     blob_url = client.blob_url(BLOB_REPO, ctx.blob_digest)
     manifest_url = client.manifest_url(IMAGE_REPO, IMAGE_TAG)
     tags_url = client.tags_url(TAGS_REPO)
 
     def seed_blob() -> None:
         measure.monolithic_push_seconds(client, BLOB_REPO, ctx.blob_path, ctx.blob_digest)
-        client.check_blob(BLOB_REPO, ctx.blob_digest, ctx.blob_size)
+        reader.check_blob(BLOB_REPO, ctx.blob_digest, ctx.blob_size)
 
     def push(mode: str) -> Callable[[], None]:
         def run() -> None:
@@ -177,32 +217,16 @@ def bench_registry(server: RunningServer, ctx: BenchContext) -> TargetResult:
 
     def manifest_load() -> None:
         client.push_small_image(IMAGE_REPO, ctx.image, IMAGE_TAG)
-        client.check_manifest(IMAGE_REPO, IMAGE_TAG, ctx.image)
-        result.manifest_get_wrk = ctx.load.wrk_get(manifest_url)
-        result.manifest_head_hey = ctx.load.hey(manifest_url, "HEAD")
-        result.manifest_get_hey = ctx.load.hey(manifest_url, "GET")
-
-    def authenticated_load() -> None:
-        """The same HEAD/GET with a bearer token from the token service, and with basic credentials."""
-        assert server.credentials is not None
-        token_url = f"{server.base_url}/oauth2/token?scope=repository:{IMAGE_REPO}:pull"
-
-        def bearer() -> str:
-            reply = client.http.get(token_url)
-            reply.raise_for_status()
-            return "Bearer " + reply.json()["access_token"]
-
-        result.manifest_head_hey_bearer = ctx.load.hey(manifest_url, "HEAD", authorization=bearer())
-        result.manifest_get_hey_bearer = ctx.load.hey(manifest_url, "GET", authorization=bearer())
-        basic = "Basic " + base64.b64encode(":".join(server.credentials).encode()).decode()
-        result.manifest_head_hey_basic = ctx.load.hey(manifest_url, "HEAD", authorization=basic)
-        result.token_endpoint_hey = measure.run_hey(token_url, "GET", ctx.load.duration_s, 8, None, basic)
+        reader.check_manifest(IMAGE_REPO, IMAGE_TAG, ctx.image)
+        result.manifest_get_wrk = _expect_clean("GET (wrk)", ctx.load.wrk_get(manifest_url), result)
+        result.manifest_head_hey = _expect_clean("HEAD (hey)", ctx.load.hey(manifest_url, "HEAD"), result)
+        result.manifest_get_hey = _expect_clean("GET (hey)", ctx.load.hey(manifest_url, "GET"), result)
 
     def tags_list() -> None:
         _push_tags(client, ctx, result)
-        result.tags_listed = len(json.loads(client.list_tags(TAGS_REPO).content).get("tags") or [])
-        result.tags_latency_ms = measure.request_latency_ms(client, tags_url, ctx.tag_latency_runs)
-        result.tags_wrk = ctx.load.wrk_get(tags_url, accept=None)
+        result.tags_listed = len(json.loads(reader.list_tags(TAGS_REPO).content).get("tags") or [])
+        result.tags_latency_ms = measure.request_latency_ms(reader, tags_url, ctx.tag_latency_runs)
+        result.tags_wrk = _expect_clean("tags/list (wrk)", ctx.load.wrk_get(tags_url, accept=None), result)
 
     phases = [("seed blob (push + verify)", seed_blob)]
     phases += _download_phases(result, blob_url, ctx)
@@ -213,12 +237,69 @@ def bench_registry(server: RunningServer, ctx: BenchContext) -> TargetResult:
         (f"tags/list with {ctx.tag_count} tags", tags_list),
     ]
     if server.credentials is not None:
-        phases.append(("manifest HEAD/GET with credentials, token endpoint", authenticated_load))
+        phases += _auth_phases(server, ctx, result, client, manifest_url)
     try:
         _run_phases(result, phases, ctx.log)
     finally:
         client.close()
+        reader.close()
     return result
+
+
+def _auth_phases(
+    server: RunningServer, ctx: BenchContext, result: TargetResult, client: RegistryClient, manifest_url: str
+) -> list[tuple[str, Callable[[], None]]]:
+    """Manifest HEAD/GET by tag with a bearer token and with basic auth; the token endpoint itself."""
+    assert server.credentials is not None
+    basic = "Basic " + base64.b64encode(":".join(server.credentials).encode()).decode()
+    token_urls: list[str] = []
+
+    def token_url() -> str:
+        """GET /oauth2/token?service=...&scope=repository:bench/image:pull, realm and service from the challenge."""
+        if not token_urls:
+            realm, service = _bearer_challenge(server.base_url)
+            result.token_service = service
+            params = {"service": service, "scope": f"repository:{IMAGE_REPO}:pull"}
+            token_urls.append(str(httpx.URL(realm, params=params)))
+        return token_urls[0]
+
+    def fresh_bearer() -> str:
+        """A new token right before each load test (they live 15 minutes); checked on one HEAD first."""
+        reply = client.http.get(token_url())
+        expect_status(reply, 200)
+        header = "Bearer " + reply.json()["access_token"]
+        check = httpx.head(manifest_url, headers={"Authorization": header, "Accept": MANIFEST_ACCEPT})
+        expect_status(check, 200)
+        return header
+
+    def bearer_load() -> None:
+        wrk_get = ctx.load.wrk_get(manifest_url, authorization=fresh_bearer())
+        result.manifest_get_wrk_bearer = _expect_clean("bearer GET (wrk)", wrk_get, result)
+        head = ctx.load.hey(manifest_url, "HEAD", authorization=fresh_bearer())
+        result.manifest_head_hey_bearer = _expect_clean("bearer HEAD (hey)", head, result)
+        get = ctx.load.hey(manifest_url, "GET", authorization=fresh_bearer())
+        result.manifest_get_hey_bearer = _expect_clean("bearer GET (hey)", get, result)
+
+    def basic_load() -> None:
+        expect_status(
+            httpx.head(manifest_url, headers={"Authorization": basic, "Accept": MANIFEST_ACCEPT}), 200
+        )
+        wrk_get = ctx.load.wrk_get(manifest_url, authorization=basic)
+        result.manifest_get_wrk_basic = _expect_clean("basic GET (wrk)", wrk_get, result)
+        head = ctx.load.hey(manifest_url, "HEAD", authorization=basic)
+        result.manifest_head_hey_basic = _expect_clean("basic HEAD (hey)", head, result)
+        get = ctx.load.hey(manifest_url, "GET", authorization=basic)
+        result.manifest_get_hey_basic = _expect_clean("basic GET (hey)", get, result)
+
+    def token_endpoint() -> None:
+        load = measure.run_hey(token_url(), "GET", ctx.load.duration_s, TOKEN_CONNECTIONS, None, basic)
+        result.token_endpoint_hey = _expect_clean("token endpoint (hey)", load, result)
+
+    return [
+        ("manifest HEAD/GET with a bearer token", bearer_load),
+        ("manifest HEAD/GET with basic auth", basic_load),
+        (f"token endpoint, {TOKEN_CONNECTIONS} connections", token_endpoint),
+    ]
 
 
 def make_random_file(path: Path, size: int) -> bytes:

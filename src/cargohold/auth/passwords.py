@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
-from threading import BoundedSemaphore
+from collections import OrderedDict
+from threading import BoundedSemaphore, Lock
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -26,10 +28,46 @@ _concurrent_checks = BoundedSemaphore(1)
 instead of taking the machine. Tokens are asked for once per client operation, so this is rarely felt."""
 
 
+class VerifiedPairs:
+    """(stored hash, secret) pairs argon2 already accepted, so they need not be checked again.
+
+    argon2's answer for one hash and one secret never changes; callers still read the stored hash on every
+    request, so a changed, deleted or disabled credential is caught at once. Only a digest of the secret is
+    kept, in memory, bounded.
+    """
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._pairs: OrderedDict[tuple[str, bytes], None] = OrderedDict()
+        self._capacity = capacity
+        self._lock = Lock()
+
+    @staticmethod
+    def _key(secret_hash: str, secret: str) -> tuple[str, bytes]:
+        return secret_hash, hashlib.sha256(secret.encode()).digest()
+
+    def __contains__(self, pair: tuple[str, str]) -> bool:
+        with self._lock:
+            return self._key(*pair) in self._pairs
+
+    def add(self, secret_hash: str, secret: str) -> None:
+        with self._lock:
+            self._pairs[self._key(secret_hash, secret)] = None
+            while len(self._pairs) > self._capacity:
+                self._pairs.popitem(last=False)
+
+
+verified_pairs = VerifiedPairs()
+
+
 def check_secret(secret_hash: str | None, secret: str) -> bool:
     """True when `secret` matches; with no hash, spend the same time and say no."""
+    if secret_hash is not None and (secret_hash, secret) in verified_pairs:
+        return True
     with _concurrent_checks:
         try:
-            return _hasher.verify(secret_hash or _DUMMY_HASH, secret) and secret_hash is not None
+            matched = _hasher.verify(secret_hash or _DUMMY_HASH, secret) and secret_hash is not None
         except (VerificationError, InvalidHashError):
             return False
+    if matched and secret_hash is not None:
+        verified_pairs.add(secret_hash, secret)
+    return matched
