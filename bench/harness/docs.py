@@ -23,7 +23,8 @@ from .suite import TargetResult
 
 DISPLAY_NAMES = {"cargohold": "cargohold", "distribution": "Distribution", "nginx": "nginx"}
 SPREAD_NOTE = 0.15  # (max - min) / median above this is called out as noisy
-MARGIN_NOTE = 0.10  # a ratio within 10 % of its threshold may flip on a rerun
+MARGIN_NOTE = 0.10
+ARGON2_BOUND_RPS = 100  # below this the token endpoint is taken to run argon2 on every request  # a ratio within 10 % of its threshold may flip on a rerun
 
 
 def _mbps(samples: Samples | None) -> str:
@@ -160,7 +161,14 @@ def _results_table(info: RunInfo, results: list[TargetResult]) -> list[str]:
         [
             ["Python `hashlib.sha256`, in memory (push target base)", _mbps(info.sha256_rate)],
             ["`curl -T` into a socket that discards (push client ceiling)", _mbps(info.curl_upload_ceiling)],
-            ["Python writing to a new file, no fsync (storage ceiling)", _mbps(info.file_write_rate)],
+            [
+                "Python writing new files and keeping them, no fsync (storage ceiling: fresh page cache)",
+                _mbps(info.file_write_rate),
+            ],
+            [
+                "Python writing a file, deleting it, repeating (recycled page cache; not a ceiling)",
+                _mbps(info.file_rewrite_rate),
+            ],
         ],
     )
     return lines
@@ -172,7 +180,13 @@ def target_rows(results: list[TargetResult], info: RunInfo) -> tuple[list[Ratio]
     cargohold = by_name.get("cargohold")
     if cargohold is None:
         return [], []
-    rows = ratio_rows(cargohold, by_name, info.sha256_rate.median, with_targets=True)
+    rows = ratio_rows(
+        cargohold,
+        by_name,
+        info.sha256_rate.median,
+        with_targets=True,
+        storage_rate=info.file_write_rate.median,
+    )
     rss_mb = None if cargohold.peak_rss_bytes is None else cargohold.peak_rss_bytes / MB
     rss = Ratio("peak RSS of cargohold's process tree (MB)", rss_mb, f"<= {RSS_TARGET_MB}", False, None)
     rss.threshold = RSS_TARGET_MB + 1e-9  # "<=": Ratio's lower-is-better check is strict
@@ -222,10 +236,11 @@ def _noise_notes(info: RunInfo, results: list[TargetResult], with_target: list[R
             "are the meaningful part, and each target is a ratio measured in the same run."
         ),
         (
-            f"- Load average at start: {info.machine.get('load average at start (1m, 5m)', '?')}; at the end: "
-            f"{info.load_at_end or '?'} (1m, 5m). Other engineers' jobs share this VM; a load above ~0.5 "
-            "at the start means something else was using CPU, which lowers absolute numbers for all three "
-            "servers alike but not necessarily evenly (targets run one after another, not interleaved)."
+            f"- Load average (1m, 5m) at start: {info.machine.get('load average at start (1m, 5m)', '?')}; at the "
+            f"end: {info.load_at_end or '?'}. The end value mostly reflects the benchmark itself (server plus "
+            "load generator keep 2–3 threads runnable). A 1-minute value above ~0.5 at the start means another "
+            "job on this VM was using CPU; that lowers absolute numbers, not necessarily evenly across servers "
+            "(they run one after another, not interleaved)."
         ),
         (
             f"- Throughput cells are the median of {info.runs} runs (min–max in brackets). Each req/s cell is "
@@ -277,24 +292,53 @@ def _noise_notes(info: RunInfo, results: list[TargetResult], with_target: list[R
         and nginx.get_single.median < dist.get_single.median
     ):
         notes.append(
-            "- nginx (`sendfile on`) was slower on a single blob stream than Distribution in this run; on this "
-            "VM sendfile over loopback does not beat a plain read/write loop, so the blob GET target "
-            "(>= 0.9x nginx) is easier to meet here than it would be on bare metal. Compare with the "
-            "Distribution column too."
+            "- nginx (`sendfile on`) was slower on a single blob stream than Distribution in this run, so "
+            '"0.9x nginx" is a looser bar on this VM than it sounds; compare with the Distribution column too.'
         )
     cargohold = by_name.get("cargohold")
-    if cargohold is not None and cargohold.token_endpoint_hey is not None:
+    storage = info.file_write_rate.median
+    if cargohold is not None and storage < 0.8 * info.sha256_rate.median:
         notes.append(
-            "- The token endpoint verifies the client secret with argon2id on every request (~25 ms of CPU "
-            "by design) and cargohold runs one argon2 check at a time, so its rate is bounded near "
-            "1 / 25 ms = 40 req/s whatever the concurrency, and with 8 clients queued p99 is several times "
-            "one check; it is reported, not targeted. Clients fetch a token once and reuse it for its "
-            "15 minutes."
+            f"- Push targets vs. this VM: writing *new* page-cache pages (files kept, as a registry keeps blobs) "
+            f"runs at {storage / MB:,.0f} MB/s here, while the push target is 0.8 x sha256 = "
+            f"{0.8 * info.sha256_rate.median / MB:,.0f} MB/s, so no server that stores the blob can meet it on "
+            "this machine (Distribution does not either). Rewriting recycled pages is about 10x faster, which "
+            "is why the recycled-write row is not a ceiling. The push / storage-ceiling ratios in the table "
+            "above show how close each push gets to what this VM allows."
         )
-    notes.append(
-        "- All blobs and manifests are page-cache resident; nothing here measures disk. The storage "
-        "ceiling row measures first-touch page-cache writes, which can be slower than re-writes on this VM."
+    token = cargohold.token_endpoint_hey if cargohold is not None else None
+    if token is not None and 0 < token.requests_per_s < ARGON2_BOUND_RPS:
+        notes.append(
+            "- The token endpoint verifies the client secret with argon2id on every request (by design) and "
+            f"cargohold runs one argon2 check at a time: {token.requests_per_s:,.0f} req/s is about "
+            f"{1000 / token.requests_per_s:.0f} ms per check whatever the concurrency, and with "
+            f"{info.token_connections} clients queued p99 ({token.p99_ms:.0f} ms) is several checks long. It is "
+            "reported, not targeted; clients fetch a token once and reuse it for its 15 minutes."
+        )
+    elif token is not None:
+        notes.append(
+            f"- The token endpoint answered {token.requests_per_s:,.0f} req/s (p99 {token.p99_ms:.1f} ms) with "
+            f"{info.token_connections} clients, far above one argon2id check (~20–25 ms) per request: cargohold "
+            "remembers (stored hash, secret) pairs argon2 has accepted, so only the first login with a given "
+            "secret (and every wrong one) pays for argon2. The benchmark reuses one secret, so this measures "
+            "the remembered path; it is reported, not targeted."
+        )
+    basic, anonymous = (
+        (cargohold.manifest_get_wrk_basic, cargohold.manifest_get_wrk)
+        if cargohold is not None
+        else (None, None)
     )
+    if basic is not None and anonymous is not None and basic.p99_ms > 10 * anonymous.p99_ms:
+        notes.append(
+            f"- Not noise: manifest GET with basic auth has a p99 of {basic.p99_ms:,.0f} ms (anonymous "
+            f"{anonymous.p99_ms:.1f} ms) and {basic.requests_per_s / anonymous.requests_per_s:.2f}x the "
+            "anonymous rate, while basic-auth HEAD stays close to anonymous. A GET is audited as a pull; the "
+            "audit log is flushed to the database about once a second, that write clears cargohold's "
+            "metadata cache (basic-auth results included), and then every in-flight basic request re-runs "
+            "its own argon2 check, one at a time (up to 32 x ~20 ms). Bearer tokens have their own cache and "
+            "are not affected."
+        )
+    notes.append("- All blobs and manifests are page-cache resident; nothing here measures disk.")
     return notes + [""]
 
 
