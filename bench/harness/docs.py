@@ -23,8 +23,8 @@ from .suite import TargetResult
 
 DISPLAY_NAMES = {"cargohold": "cargohold", "distribution": "Distribution", "nginx": "nginx"}
 SPREAD_NOTE = 0.15  # (max - min) / median above this is called out as noisy
-MARGIN_NOTE = 0.10
-ARGON2_BOUND_RPS = 100  # below this the token endpoint is taken to run argon2 on every request  # a ratio within 10 % of its threshold may flip on a rerun
+MARGIN_NOTE = 0.10  # a ratio within 10 % of its threshold may flip on a rerun
+ARGON2_BOUND_RPS = 100  # below this the token endpoint is taken to run argon2 on every request
 
 
 def _mbps(samples: Samples | None) -> str:
