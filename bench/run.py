@@ -80,6 +80,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=None,
         help="also write the published summary of this run here (e.g. docs/benchmarks.md)",
     )
+    parser.add_argument(
+        "--render-from",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="measure nothing: render --docs (and --out unless it is the JSON itself) again from a saved "
+        "run's .json, e.g. after changing the report wording",
+    )
     parser.add_argument("--blob-mib", type=int, default=256, help="blob size for GET/push tests")
     parser.add_argument("--runs", type=int, default=3, help="repetitions of each throughput test")
     parser.add_argument("--streams", type=int, default=8, help="concurrent streams for parallel GET")
@@ -278,9 +286,25 @@ def run(args: argparse.Namespace, argv: list[str]) -> str:
     return markdown
 
 
+def rerender(args: argparse.Namespace) -> str:
+    """Write the reports again from a saved run; every number still comes from that one run."""
+    info, results = report.load_json(args.render_from.read_text())
+    markdown = report.render_markdown(info, results)
+    if args.out.with_suffix(".json").resolve() == args.render_from.resolve():
+        args.out.write_text(markdown)
+        log(f"report rewritten: {args.out} (from {args.render_from})")
+    if args.docs is not None:
+        args.docs.write_text(docs.render_docs(info, results))
+        log(f"summary rewritten: {args.docs} (from {args.render_from})")
+    return markdown
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if args.render_from is not None:
+        rerender(args)
+        return 0
     check_tools(args.targets)
     raise_on_sigterm()
     print(run(args, argv))

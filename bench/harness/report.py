@@ -556,3 +556,26 @@ def render_json(info: RunInfo, results: list[TargetResult]) -> str:
         {"run": dataclasses.asdict(info), "results": [dataclasses.asdict(result) for result in results]},
         indent=2,
     )
+
+
+def _revive(value: object) -> object:
+    """JSON back into the dataclasses render_json wrote: Samples and LoadResult are recognised by their keys."""
+    if isinstance(value, dict):
+        if set(value) == {"values"}:
+            return Samples(list(value["values"]))
+        if "requests_per_s" in value and "tool" in value:
+            return LoadResult(**value)
+    return value
+
+
+def load_json(text: str) -> tuple[RunInfo, list[TargetResult]]:
+    """The inverse of render_json, so a saved run can be rendered again (e.g. docs wording changed)."""
+    data = json.loads(text)
+    run_fields = {f.name for f in dataclasses.fields(RunInfo)}
+    result_fields = {f.name for f in dataclasses.fields(TargetResult)}
+    info = RunInfo(**{k: _revive(v) for k, v in data["run"].items() if k in run_fields})
+    results = [
+        TargetResult(**{k: _revive(v) for k, v in item.items() if k in result_fields})
+        for item in data["results"]
+    ]
+    return info, results

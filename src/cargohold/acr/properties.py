@@ -241,9 +241,9 @@ def update_manifest(conn: Connection, ref: RepositoryRef, login_server: str, ref
 def _page(conn: Connection, query: Any, name_column: Any, time_column: Any, orderby: str | None,
           last: str | None, time_of: Any) -> Any:
     """Order by name (default) or by last update time, continuing after `last` (the last item's name)."""
-    if orderby not in (None, "", *ORDERS):
-        raise RegistryError("UNSUPPORTED", "orderby is timeasc or timedesc", 400, {"orderby": orderby[:20]})
-    if not orderby:
+    if orderby not in (None, "", "none", *ORDERS):
+        raise RegistryError("UNSUPPORTED", "orderby is timeasc, timedesc or none", 400, {"orderby": orderby[:20]})
+    if orderby in (None, "", "none"):
         if last:
             query = query.where(name_column > last)
         return query.order_by(name_column)
