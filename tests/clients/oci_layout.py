@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
-from tests.support.images import OCI_INDEX, OCI_MANIFEST, Image, sha256
+from tests.support.images import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, Image, sha256
+
+
+def image_from_layers(layers: list[bytes], architecture: str = "amd64") -> Image:
+    """An image made of the given gzipped tar layers (make_image's shape, with layers of the caller's)."""
+    config = json.dumps({
+        "architecture": architecture, "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [sha256(gzip.decompress(layer)) for layer in layers]},
+        "config": {"Cmd": ["/bin/sh"]},
+    }, sort_keys=True).encode()
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": sha256(config), "size": len(config)},
+        "layers": [{"mediaType": OCI_LAYER, "digest": sha256(layer), "size": len(layer)} for layer in layers],
+    }, sort_keys=True).encode()
+    return Image(config, layers, manifest)
+
+
+def blob_path(layout: Path, digest: str) -> Path:
+    return layout / "blobs" / "sha256" / digest.removeprefix("sha256:")
 
 
 def write_blob(layout: Path, data: bytes) -> str:
     digest = sha256(data)
-    path = layout / "blobs" / "sha256" / digest.split(":")[1]
+    path = blob_path(layout, digest)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return digest
@@ -47,7 +67,7 @@ def read_layout_manifest(layout: Path) -> tuple[str, bytes]:
     """The digest and bytes of the single manifest an OCI layout's index points to."""
     [entry] = json.loads((layout / "index.json").read_text())["manifests"]
     digest = entry["digest"]
-    return digest, (layout / "blobs" / "sha256" / digest.split(":")[1]).read_bytes()
+    return digest, blob_path(layout, digest).read_bytes()
 
 
 def _write_index(layout: Path, manifests: list[dict[str, object]]) -> None:
