@@ -55,8 +55,10 @@ def write_index_layout(layout: Path, tag: str, children: dict[str, Image]) -> tu
         for blob in [image.config, *image.layers]:
             write_blob(layout, blob)
         entries.append({"mediaType": OCI_MANIFEST, "digest": write_blob(layout, image.manifest),
-                        "size": len(image.manifest), "platform": {"architecture": architecture, "os": "linux"}})
-    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}, sort_keys=True).encode()
+                        "size": len(image.manifest),
+                        "platform": {"architecture": architecture, "os": "linux"}})
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries},
+                       sort_keys=True).encode()
     digest = write_blob(layout, index)
     _write_index(layout, [{"mediaType": OCI_INDEX, "digest": digest, "size": len(index),
                            "annotations": {"org.opencontainers.image.ref.name": tag}}])

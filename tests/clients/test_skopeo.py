@@ -31,7 +31,6 @@ pytestmark = pytest.mark.clients
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-ANY_MANIFEST = ", ".join([OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST])
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +39,7 @@ def skopeo() -> str:
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=120,
+    return subprocess.run(list(args), check=False, capture_output=True, text=True, timeout=120,
                           env={**os.environ, **(env or {})})
 
 
@@ -59,7 +58,7 @@ def push(skopeo: str, server: RunningServer, source: str, target: str, *options:
 def inspect_raw(skopeo: str, server: RunningServer, target: str) -> bytes:
     """The manifest bytes exactly as skopeo received them."""
     done = subprocess.run([skopeo, "inspect", "--raw", "--tls-verify=false", "--creds", creds(server),
-                           f"docker://{server.host}/{target}"], capture_output=True, timeout=120)
+                           f"docker://{server.host}/{target}"], check=False, capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr.decode()
     return done.stdout
 
@@ -100,7 +99,8 @@ def test_multi_layer_image_round_trips_with_identical_digest_and_blobs(skopeo: s
         assert (tmp_path / "dir" / sha256(blob).removeprefix("sha256:")).read_bytes() == blob
 
 
-def test_copy_between_repositories_mounts_the_blobs(skopeo: str, server: RunningServer, tmp_path: Path) -> None:
+def test_copy_between_repositories_mounts_the_blobs(skopeo: str, server: RunningServer,
+                                                    tmp_path: Path) -> None:
     """skopeo asks to mount blobs it has seen in another repository of the registry instead of uploading."""
     image = make_image("skopeo-mount", 3)
     write_image_layout(tmp_path, "v1", image)
@@ -118,7 +118,8 @@ def test_copy_between_repositories_mounts_the_blobs(skopeo: str, server: Running
 
 def test_multi_arch_index_copied_with_all_keeps_its_digest(skopeo: str, server: RunningServer,
                                                            tmp_path: Path) -> None:
-    children = {"amd64": make_image("multi-amd64", 2, "amd64"), "arm64": make_image("multi-arm64", 2, "arm64")}
+    children = {architecture: make_image(f"multi-{architecture}", 2, architecture)
+                for architecture in ("amd64", "arm64")}
     index_digest, index = write_index_layout(tmp_path / "src", "latest", children)
     push(skopeo, server, f"oci:{tmp_path / 'src'}:latest", "app/multi:latest",
          "--all", "--preserve-digests", "--digestfile", str(tmp_path / "digest"))
@@ -205,7 +206,8 @@ def test_docker_schema_2_copy_is_stored_as_docker_schema_2(skopeo: str, server: 
 def test_fails_cleanly_without_credentials(skopeo: str, server: RunningServer, tmp_path: Path) -> None:
     write_image_layout(tmp_path / "src", "v1", make_image("skopeo-anon", 1))
     refused = run(skopeo, "copy", "--dest-tls-verify=false", f"oci:{tmp_path / 'src'}:v1",
-                  f"docker://{server.host}/skopeo/anon:v1", env={"REGISTRY_AUTH_FILE": str(tmp_path / "none.json")})
+                  f"docker://{server.host}/skopeo/anon:v1",
+                  env={"REGISTRY_AUTH_FILE": str(tmp_path / "none.json")})
     assert refused.returncode != 0
     assert "unauthorized" in refused.stderr.lower() or "authentication required" in refused.stderr.lower()
     with server.client() as client:
@@ -217,7 +219,7 @@ def test_login_file_written_by_cargohold_login(skopeo: str, server: RunningServe
     client_id, secret = server.credentials
     login = subprocess.run(
         [sys.executable, "-m", "cargohold", "login", server.host, "-u", client_id, "--password-stdin"],
-        input=secret + "\n", capture_output=True, text=True, timeout=60,
+        input=secret + "\n", check=False, capture_output=True, text=True, timeout=60,
         env={**os.environ, "REGISTRY_AUTH_FILE": str(auth_file)})
     assert login.returncode == 0, login.stderr
     assert (auth_file.stat().st_mode & 0o777) == 0o600
@@ -226,8 +228,9 @@ def test_login_file_written_by_cargohold_login(skopeo: str, server: RunningServe
                  f"docker://{server.host}/skopeo/login:v1", env={"REGISTRY_AUTH_FILE": str(auth_file)})
     assert copied.returncode == 0, copied.stderr
 
-    wrong = subprocess.run([sys.executable, "-m", "cargohold", "login", server.host, "-u", client_id, "-p", "wrong"],
-                           capture_output=True, text=True, timeout=60,
+    wrong = subprocess.run([sys.executable, "-m", "cargohold", "login", server.host,
+                            "-u", client_id, "-p", "wrong"],
+                           check=False, capture_output=True, text=True, timeout=60,
                            env={**os.environ, "REGISTRY_AUTH_FILE": str(tmp_path / "other.json")})
     assert wrong.returncode == 1 and "refused" in wrong.stderr
     assert not (tmp_path / "other.json").exists()
@@ -240,8 +243,8 @@ def test_a_pull_only_token_for_app_star(skopeo: str, server: RunningServer, tmp_
         push(skopeo, server, f"oci:{tmp_path / 'src'}:v1", target)
 
     def cargohold(*args: str) -> dict[str, object]:
-        done = subprocess.run([sys.executable, "-m", "cargohold", *args, "--data-dir", str(server.data_dir), "-o", "json"],
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run([sys.executable, "-m", "cargohold", *args, "--data-dir", str(server.data_dir),
+                               "-o", "json"], check=False, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 
@@ -260,5 +263,6 @@ def test_a_pull_only_token_for_app_star(skopeo: str, server: RunningServer, tmp_
     assert other.returncode != 0
     with server.client() as client:
         assert client.get("/v2/app/scoped/manifests/v2").status_code == 404
-        response = httpx.get(f"{server.url}/v2/other/x/manifests/v1", auth=("apppuller", token_creds.split(":")[1]))
+        response = httpx.get(f"{server.url}/v2/other/x/manifests/v1",
+                             auth=("apppuller", token_creds.split(":")[1]))
         assert response.status_code == 403 and response.json()["errors"][0]["code"] == "DENIED"

@@ -179,3 +179,12 @@ def test_concurrent_pushes_to_one_tag_leave_one_winner(client: httpx.Client, ser
     winner = client.get("/v2/app/race/manifests/latest").headers["Docker-Content-Digest"]
     assert winner in {i.digest for i in images}
     assert client.get("/v2/app/race/tags/list").json()["tags"] == ["latest"]
+
+
+def test_a_page_of_zero_is_empty_and_has_no_link(client: httpx.Client) -> None:
+    push_image(client, "app/zero", "v1", make_image("zero", 1))
+    for path in ("/v2/app/zero/tags/list", "/v2/_catalog"):
+        response = client.get(path, params={"n": 0})
+        assert response.status_code == 200, response.text
+        assert "Link" not in response.headers
+        assert list(response.json().values())[-1] == []

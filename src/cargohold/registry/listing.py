@@ -34,8 +34,7 @@ def list_tags(conn: Connection, ref: RepositoryRef, n: int | None, last: str | N
              .order_by(order).limit(limit + 1))
     if last:
         query = query.where(order > last)
-    names = list(conn.execute(query).scalars())
-    return Page(names[:limit], len(names) > limit)
+    return _page(list(conn.execute(query).scalars()), limit)
 
 
 def list_repositories(conn: Connection, registry_id: int, n: int | None, last: str | None) -> Page:
@@ -48,5 +47,9 @@ def list_repositories(conn: Connection, registry_id: int, n: int | None, last: s
              .order_by(order).limit(limit + 1))
     if last:
         query = query.where(order > last)
-    names = list(conn.execute(query).scalars())
-    return Page(names[:limit], len(names) > limit)
+    return _page(list(conn.execute(query).scalars()), limit)
+
+
+def _page(names: list[str], limit: int) -> Page:
+    """A page of at most `limit` names; `has_more` only when this page holds something to continue after."""
+    return Page(names[:limit], limit > 0 and len(names) > limit)
