@@ -2,26 +2,10 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
-from tests.support.images import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, Image, sha256
-
-
-def image_from_layers(layers: list[bytes], architecture: str = "amd64") -> Image:
-    """An image made of the given gzipped tar layers (make_image's shape, with layers of the caller's)."""
-    config = json.dumps({
-        "architecture": architecture, "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": [sha256(gzip.decompress(layer)) for layer in layers]},
-        "config": {"Cmd": ["/bin/sh"]},
-    }, sort_keys=True).encode()
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": sha256(config), "size": len(config)},
-        "layers": [{"mediaType": OCI_LAYER, "digest": sha256(layer), "size": len(layer)} for layer in layers],
-    }, sort_keys=True).encode()
-    return Image(config, layers, manifest)
+from tests.support.images import OCI_INDEX, OCI_MANIFEST, Image, sha256
 
 
 def blob_path(layout: Path, digest: str) -> Path:

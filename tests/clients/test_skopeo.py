@@ -17,13 +17,20 @@ import pytest
 
 from tests.clients.oci_layout import (
     blob_path,
-    image_from_layers,
     read_layout_manifest,
     write_image_layout,
     write_index_layout,
 )
 from tests.conftest import require_tool
-from tests.support.images import OCI_INDEX, OCI_MANIFEST, Image, layer_tarball, make_image, sha256
+from tests.support.images import (
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Image,
+    image_from_layers,
+    layer_tarball,
+    make_image,
+    sha256,
+)
 from tests.support.server import RunningServer
 
 pytestmark = pytest.mark.clients

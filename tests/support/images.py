@@ -46,6 +46,11 @@ class Image:
 def make_image(seed: str, layer_count: int = 2, architecture: str = "amd64") -> Image:
     layers = [layer_tarball({f"{seed}/file{i}.txt": f"{seed} layer {i}\n".encode() * (i + 1)})
               for i in range(layer_count)]
+    return image_from_layers(layers, architecture)
+
+
+def image_from_layers(layers: list[bytes], architecture: str = "amd64") -> Image:
+    """An image made of the given gzipped tar layers, with a config naming their diff ids."""
     config = json.dumps({
         "architecture": architecture, "os": "linux",
         "rootfs": {"type": "layers", "diff_ids": [sha256(gzip.decompress(layer)) for layer in layers]},
