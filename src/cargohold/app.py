@@ -15,9 +15,11 @@ from cargohold.auth.routes import AuthRoutes
 from cargohold.auth.service import AuthService
 from cargohold.blobs.filesystem import FilesystemBlobStore
 from cargohold.config import Settings
-from cargohold.db.engine import make_engine
+from cargohold.db.engine import make_engine, write_transaction
+from cargohold.management.operations import abandon_unfinished
+from cargohold.management.routes import ManagementRoutes
 from cargohold.oci.errors import RegistryError
-from cargohold.registry.context import RegistryContext
+from cargohold.registry.context import RegistryContext, utcnow
 from cargohold.registry.http import http_error_handler, registry_error_handler, unexpected_error_handler
 from cargohold.registry.routes import RegistryRoutes
 from cargohold.security.master_key import load_sealer
@@ -32,13 +34,18 @@ def create_app(settings: Settings) -> Starlette:
     audit = AuditLog(ctx.engine)
     auth = AuthService(ctx, load_sealer(settings.data_dir), audit)
 
+    started = utcnow()
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        with write_transaction(ctx.engine) as conn:
+            abandon_unfinished(conn, started)
         yield
         audit.flush()
 
     return Starlette(
-        routes=[*AuthRoutes(auth).routes(), *RegistryRoutes(ctx, auth).routes(), *AcrRoutes(ctx, auth).routes()],
+        routes=[*AuthRoutes(auth).routes(), *RegistryRoutes(ctx, auth).routes(), *AcrRoutes(ctx, auth).routes(),
+                *ManagementRoutes(ctx, auth, settings.domain).routes()],
         exception_handlers={
             RegistryError: registry_error_handler,
             HTTPException: http_error_handler,

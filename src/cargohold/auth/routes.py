@@ -112,7 +112,7 @@ class AuthRoutes:
         return principal
 
     async def _from_identity_token(self, registry: RegistryRecord, token: str) -> Principal | None:
-        audiences = [*DATA_PLANE_AUDIENCES, f"https://{registry.login_server}"]
+        audiences = [*DATA_PLANE_AUDIENCES, *MANAGEMENT_AUDIENCES, f"https://{registry.login_server}"]
         try:
             claims = await self.auth.verify(None, token, audience=audiences, token_type=jwt_tokens.IDENTITY)
             principal = Principal.from_subject(claims["sub"], str(claims.get("name", "")))

@@ -51,10 +51,19 @@ registries = Table(
     Column("network_default_action", String(8), nullable=False, default="Allow"),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("subscription", String(64), nullable=False, server_default="default"),
+    Column("resource_group", String(90), nullable=False, server_default="default"),
+    Column("location", String(64), nullable=False, server_default="local"),
+    Column("sku", String(16), nullable=False, server_default="Standard"),
+    Column("tags", Text, nullable=False, server_default="{}"),
+    Column("settings", Text, nullable=False, server_default="{}"),
     sqlite_autoincrement=True,
 )
 """A registry: a namespace of repositories with its own login server, keys, credentials and policies. Its id
-names the admin user in tokens, so ids are never reused."""
+names the admin user in tokens, so ids are never reused. As an ARM resource it sits in a subscription and
+resource group (plain names) with a location and a SKU; `tags` is ARM's tag object and `settings` the JSON of
+the properties cargohold keeps but does not enforce in this table's columns (policies, encryption,
+zone redundancy, data endpoint, network bypass options)."""
 
 repositories = Table(
     "repositories",

@@ -22,7 +22,14 @@ from cargohold.blobs.store import UploadOffsetMismatch, UploadWriter
 from cargohold.db.engine import write_transaction
 from cargohold.db.tables import repositories, uploads
 from cargohold.oci.digest import Digest
-from cargohold.oci.errors import RegistryError, blob_upload_unknown, digest_invalid, range_invalid, size_invalid
+from cargohold.oci.errors import (
+    RegistryError,
+    blob_upload_invalid,
+    blob_upload_unknown,
+    digest_invalid,
+    range_invalid,
+    size_invalid,
+)
 from cargohold.registry import locks
 from cargohold.registry.blobs import link_blob
 from cargohold.registry.context import RegistryContext, utcnow
@@ -213,9 +220,15 @@ class Uploads:
             raise digest_invalid("content does not match the digest", str(digest))
         self.ctx.store.commit(upload_id, digest)
         with write_transaction(self.ctx.engine) as conn:
-            repository_id = ensure_repository(conn, ref, utcnow())
-            link_blob(conn, repository_id, digest, size)
+            vanished = self.ctx.store.stat(digest) is None
+            if not vanished:
+                repository_id = ensure_repository(conn, ref, utcnow())
+                link_blob(conn, repository_id, digest, size)
             conn.execute(delete(uploads).where(uploads.c.id == upload_id))
+        if vanished:
+            self._hashes.drop(upload_id)
+            raise blob_upload_invalid("the blob's bytes were removed as the upload finished (a registry holding "
+                                      "them was deleted); upload it again")
 
     async def cancel(self, ref: RepositoryRef, upload_id: str) -> None:
         await self.status(ref, upload_id)

@@ -1,7 +1,8 @@
 from alembic import context
 
 from cargohold.db.engine import make_engine
-import cargohold.auth.tables  # noqa: F401  (registers the feature's tables on the shared metadata)
+import cargohold.auth.tables  # noqa: F401  (registers the features' tables on the shared metadata)
+import cargohold.management.tables  # noqa: F401
 from cargohold.db.tables import metadata
 
 url = context.config.get_main_option("sqlalchemy.url")
