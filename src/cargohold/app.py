@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from cargohold.auth.service import AuthService
 from cargohold.blobs.filesystem import FilesystemBlobStore
 from cargohold.config import Settings
 from cargohold.db.engine import make_engine, write_transaction
+from cargohold.events.worker import DeliverySettings, DeliveryWorker
 from cargohold.management.operations import abandon_unfinished
 from cargohold.management.routes import ManagementRoutes
 from cargohold.oci.errors import RegistryError
@@ -35,17 +37,21 @@ def create_app(settings: Settings) -> Starlette:
     auth = AuthService(ctx, load_sealer(settings.data_dir), audit)
 
     started = utcnow()
+    worker = DeliveryWorker(ctx, auth.sealer, DeliverySettings.from_env())
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         with write_transaction(ctx.engine) as conn:
             abandon_unfinished(conn, started)
+        delivering = asyncio.create_task(worker.run())
         yield
+        worker.stop()
+        await delivering
         audit.flush()
 
     return Starlette(
         routes=[*AuthRoutes(auth).routes(), *RegistryRoutes(ctx, auth).routes(), *AcrRoutes(ctx, auth).routes(),
-                *ManagementRoutes(ctx, auth, settings.domain).routes()],
+                *ManagementRoutes(ctx, auth, settings.domain, worker.wake).routes()],
         exception_handlers={
             RegistryError: registry_error_handler,
             HTTPException: http_error_handler,
@@ -58,4 +64,5 @@ def create_app(settings: Settings) -> Starlette:
 def create_app_from_env() -> Starlette:
     """Factory for server workers: the settings come from the environment `serve` prepared."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     return create_app(Settings.from_env())

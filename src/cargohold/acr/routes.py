@@ -15,6 +15,10 @@ from cargohold.acr import properties
 from cargohold.auth.permissions import DELETE, METADATA_READ, METADATA_WRITE, Scope
 from cargohold.auth.service import Access, AuthService
 from cargohold.db.engine import write_transaction
+from cargohold.events.origin import request_origin
+from cargohold.events.payload import DELETE as DELETE_EVENT
+from cargohold.events.payload import RequestOrigin, Target
+from cargohold.events.record import record_event
 from cargohold.oci.errors import pagination_invalid
 from cargohold.oci.reference import validate_name
 from cargohold.registry import listing, manifests
@@ -57,7 +61,7 @@ class AcrRoutes:
     async def repository(self, request: Request) -> Response:
         if request.method == "DELETE":
             ref, access = await self._authorize(request, DELETE)
-            body, upload_ids = await self.ctx.run(self._delete_repository, ref)
+            body, upload_ids = await self.ctx.run(self._delete_repository, ref, request_origin(request))
             for upload_id in upload_ids:
                 await self.ctx.run(self.ctx.store.discard_upload, upload_id)
             self.auth.record_access(access, "delete", ref.name, None)
@@ -69,9 +73,12 @@ class AcrRoutes:
         ref, access = await self._authorize(request, METADATA_READ)
         return _json(await self.ctx.read(properties.repository_properties, ref, access.registry.login_server))
 
-    def _delete_repository(self, ref: RepositoryRef) -> tuple[dict[str, list[str]], list[str]]:
+    def _delete_repository(self, ref: RepositoryRef,
+                           origin: RequestOrigin) -> tuple[dict[str, list[str]], list[str]]:
         with write_transaction(self.ctx.engine) as conn:
-            return properties.delete_repository(conn, ref)
+            deleted = properties.delete_repository(conn, ref)
+            record_event(conn, ref.registry_id, DELETE_EVENT, Target(ref.name), origin)
+            return deleted
 
     async def tags(self, request: Request) -> Response:
         ref, access = await self._authorize(request, METADATA_READ)
@@ -90,7 +97,7 @@ class AcrRoutes:
         if request.method == "DELETE":
             ref, access = await self._authorize(request, DELETE)
             await self.ctx.read(properties.tag_properties, ref, access.registry.login_server, tag)
-            await self.ctx.run(manifests.delete_manifest, self.ctx, ref, tag)
+            await self.ctx.run(manifests.delete_manifest, self.ctx, ref, tag, request_origin(request))
             self.auth.record_access(access, "delete", ref.name, tag)
             return Response(status_code=202)
         if request.method == "PATCH":
@@ -115,7 +122,8 @@ class AcrRoutes:
         if request.method == "DELETE":
             ref, access = await self._authorize(request, DELETE)
             found = await self.ctx.read(properties.manifest_properties, ref, access.registry.login_server, reference)
-            await self.ctx.run(manifests.delete_manifest, self.ctx, ref, found["manifest"]["digest"])
+            await self.ctx.run(manifests.delete_manifest, self.ctx, ref, found["manifest"]["digest"],
+                               request_origin(request))
             self.auth.record_access(access, "delete", ref.name, found["manifest"]["digest"])
             return Response(status_code=202)
         if request.method == "PATCH":

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -24,6 +25,11 @@ from cargohold.auth.roles import has_role
 from cargohold.auth.scope_maps import list_scope_maps
 from cargohold.auth.service import AuthService
 from cargohold.db.engine import write_transaction
+from cargohold.events import history
+from cargohold.events.origin import request_origin
+from cargohold.events.payload import PING, Target
+from cargohold.events.record import record_event
+from cargohold.events.tables import events
 from cargohold.management import operations, replications, resources, token_resources, usage, webhooks
 from cargohold.management.access import READ_ROLES, ManagementAccess
 from cargohold.management.arm import PROVIDER, ArmError, invalid, page
@@ -46,8 +52,10 @@ Work = Callable[[Connection], Any]
 
 
 class ManagementRoutes:
-    def __init__(self, ctx: RegistryContext, auth: AuthService, domain: str) -> None:
+    def __init__(self, ctx: RegistryContext, auth: AuthService, domain: str,
+                 wake: Callable[[], None] | None = None) -> None:
         self.ctx = ctx
+        self.wake = wake
         self.auth = auth
         self.access = ManagementAccess(auth)
         self.domain = domain
@@ -88,6 +96,8 @@ class ManagementRoutes:
             Route(f"{REGISTRY}/importImage", _arm(self.import_image), methods=["POST"]),
             Route(f"{REGISTRY}/generateCredentials", _arm(self.generate_credentials), methods=["POST"]),
             Route(f"{REGISTRY}/webhooks/{{child}}/getCallbackConfig", _arm(self.callback_config), methods=["POST"]),
+            Route(f"{REGISTRY}/webhooks/{{child}}/ping", _arm(self.ping_webhook), methods=["POST"]),
+            Route(f"{REGISTRY}/webhooks/{{child}}/listEvents", _arm(self.list_webhook_events), methods=["POST"]),
             *children,
         ]
 
@@ -348,6 +358,40 @@ class ManagementRoutes:
         child = request.path_params["child"]
         callback = await self._write(lambda conn: webhooks.callback_config(conn, self.auth.sealer, registry, child))
         return JSONResponse({"serviceUri": callback.service_uri, "customHeaders": callback.custom_headers})
+
+    async def ping_webhook(self, request: Request) -> Response:
+        principal, registry = await self._registry(request, "webhooks/ping/action", write=True)
+        child = request.path_params["child"]
+        origin = request_origin(request)
+
+        def work(conn: Connection) -> str:
+            hook = webhooks.get_webhook(conn, registry, child)
+            event_id = record_event(conn, registry.id, PING, Target(), origin, only_webhook=hook.id)
+            return str(conn.execute(select(events.c.uuid).where(events.c.id == event_id)).scalar_one())
+        event_uuid = await self._write(work)
+        if self.wake is not None:
+            self.wake()
+        self._audit(request, principal, "arm:webhook:ping", registry.name, child)
+        return JSONResponse({"id": event_uuid})
+
+    async def list_webhook_events(self, request: Request) -> Response:
+        _, registry = await self._registry(request, "webhooks/listEvents/action", write=True)
+        child = request.path_params["child"]
+        skip = request.query_params.get("$skipToken")
+        before = int(skip) if skip and skip.isdigit() else None
+
+        def work(conn: Connection) -> tuple[list[dict[str, Any]], int | None]:
+            hook = webhooks.get_webhook(conn, registry, child)
+            return history.list_attempts(conn, hook.id, before)
+        values, more = await self.ctx.run(self._read, work)
+        next_link = None
+        if more is not None:
+            next_link = str(request.url.include_query_params(**{"$skipToken": str(more)}))
+        return JSONResponse(page(values, next_link))
+
+    def _read(self, work: Work) -> Any:
+        with self.ctx.engine.connect() as conn:
+            return work(conn)
 
     # replications -----------------------------------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ from sqlalchemy.exc import IntegrityError
 
 from cargohold.db.engine import write_transaction
 from cargohold.db.tables import blobs, manifest_references, manifests, repositories, repository_blobs, tags
+from cargohold.events.payload import CHART_DELETE, CHART_PUSH, DELETE, PUSH, RequestOrigin, Target, is_chart
+from cargohold.events.record import record_event
 from cargohold.oci import mediatypes
 from cargohold.oci.digest import Digest, is_digest
 from cargohold.oci.errors import (
@@ -77,7 +79,7 @@ def find_manifest(conn: Connection, ref: RepositoryRef, reference: str) -> Store
 
 
 def put_manifest(ctx: RegistryContext, ref: RepositoryRef, reference: str, body: bytes, content_type: str | None,
-                 extra_tags: list[str]) -> PutResult:
+                 extra_tags: list[str], origin: RequestOrigin | None = None) -> PutResult:
     parsed = parse_manifest(body, content_type)
     if is_digest(reference):
         wanted = Digest.parse(reference)
@@ -93,6 +95,12 @@ def put_manifest(ctx: RegistryContext, ref: RepositoryRef, reference: str, body:
         try:
             with write_transaction(ctx.engine) as conn:
                 _store_manifest(conn, ref, digest, body, parsed, tag_names, platform)
+                chart = is_chart(parsed.config.media_type if parsed.config else None)
+                tag = tag_names[0] if tag_names else None
+                record_event(conn, ref.registry_id, CHART_PUSH if chart else PUSH, Target(
+                    ref.name, tag, digest, parsed.media_type, len(body),
+                    *((ref.name.rsplit("/", 1)[-1], tag) if chart else (None, None))),
+                    origin or RequestOrigin.internal("cargohold", "PUT"))
             break
         except IntegrityError:
             if attempt == WRITE_ATTEMPTS - 1:
@@ -192,30 +200,42 @@ def _point_tag(conn: Connection, repository_id: int, tag_name: str, manifest_id:
                                          created_at=now, updated_at=now))
 
 
-def delete_manifest(ctx: RegistryContext, ref: RepositoryRef, reference: str) -> None:
-    """By digest: the manifest and every tag on it. By tag: only the tag (OCI Distribution 1.1). Locks hold."""
+def delete_manifest(ctx: RegistryContext, ref: RepositoryRef, reference: str,
+                    origin: RequestOrigin | None = None) -> None:
+    """By digest: the manifest and every tag on it. By tag: only the tag (OCI Distribution 1.1). Locks hold.
+    Either way one `delete` (or `chart_delete`) event is recorded."""
     with write_transaction(ctx.engine) as conn:
         repository_id = find_repository_id(conn, ref)
         if repository_id is None:
             raise name_unknown(ref.name)
         locks.check_repository_deletable(conn, repository_id)
         if is_digest(reference):
-            manifest_id = conn.execute(select(manifests.c.id).where(
-                manifests.c.repository_id == repository_id, manifests.c.digest == reference)).scalar_one_or_none()
-            if manifest_id is None:
+            found = conn.execute(select(manifests.c.id, manifests.c.media_type, manifests.c.size,
+                                        manifests.c.config_media_type).where(
+                manifests.c.repository_id == repository_id, manifests.c.digest == reference)).first()
+            if found is None:
                 raise manifest_unknown(reference)
-            locks.check_manifest_deletable(conn, manifest_id)
-            conn.execute(delete(manifests).where(manifests.c.id == manifest_id))
+            locks.check_manifest_deletable(conn, found.id)
+            conn.execute(delete(manifests).where(manifests.c.id == found.id))
+            tag_name = None
         else:
             tag = conn.execute(select(tags.c.name, tags.c.write_enabled, tags.c.delete_enabled,
-                                      manifests.c.write_enabled.label("manifest_write_enabled"))
+                                      manifests.c.write_enabled.label("manifest_write_enabled"),
+                                      manifests.c.media_type, manifests.c.size, manifests.c.digest,
+                                      manifests.c.config_media_type)
                                .join(manifests, manifests.c.id == tags.c.manifest_id)
                                .where(tags.c.repository_id == repository_id, tags.c.name == reference)).first()
             if tag is None:
                 raise manifest_unknown(reference)
             locks.check_tag_deletable(tag, tag.manifest_write_enabled)
             conn.execute(delete(tags).where(tags.c.repository_id == repository_id, tags.c.name == reference))
+            found, tag_name = tag, reference
         touch_repository(conn, repository_id, utcnow())
+        chart = is_chart(found.config_media_type)
+        record_event(conn, ref.registry_id, CHART_DELETE if chart else DELETE, Target(
+            ref.name, tag_name, found.digest if tag_name else reference, found.media_type, found.size,
+            *((ref.name.rsplit("/", 1)[-1], tag_name) if chart else (None, None))),
+            origin or RequestOrigin.internal("cargohold", "DELETE"))
 
 
 def referrers(ctx: RegistryContext, ref: RepositoryRef, subject: Digest, artifact_type: str | None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from starlette.routing import Route
 from cargohold.auth.permissions import DELETE, PULL, PUSH, Scope
 from cargohold.auth.principals import ANONYMOUS
 from cargohold.auth.service import Access, AuthService
+from cargohold.events.origin import request_origin
 from cargohold.oci import mediatypes
 from cargohold.oci.digest import Digest, is_digest
 from cargohold.oci.errors import RegistryError, manifest_unknown
@@ -186,7 +187,8 @@ class RegistryRoutes:
         reference = _reference(request)
         body = await read_limited(request, MAX_MANIFEST_BYTES)
         result = await self.ctx.run(manifests.put_manifest, self.ctx, ref, reference, body,
-                                    request.headers.get("content-type"), request.query_params.getlist("tag"))
+                                    request.headers.get("content-type"), request.query_params.getlist("tag"),
+                                    request_origin(request))
         self.auth.record_access(access, "push", ref.name, reference if reference == result.digest
                                 else f"{reference}@{result.digest}")
         headers = {"Location": f"/v2/{ref.name}/manifests/{result.digest}", "Docker-Content-Digest": result.digest,
@@ -198,7 +200,7 @@ class RegistryRoutes:
     async def delete_manifest(self, request: Request) -> Response:
         ref, access = await self._repository(request, DELETE)
         reference = _reference(request)
-        await self.ctx.run(manifests.delete_manifest, self.ctx, ref, reference)
+        await self.ctx.run(manifests.delete_manifest, self.ctx, ref, reference, request_origin(request))
         self.auth.record_access(access, "delete", ref.name, reference)
         return Response(status_code=202, headers=API_VERSION)
 

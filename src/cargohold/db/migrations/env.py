@@ -2,6 +2,7 @@ from alembic import context
 
 from cargohold.db.engine import make_engine
 import cargohold.auth.tables  # noqa: F401  (registers the features' tables on the shared metadata)
+import cargohold.events.tables  # noqa: F401
 import cargohold.management.tables  # noqa: F401
 from cargohold.db.tables import metadata
 
