@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +12,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from cargohold.db.tables import manifests, repositories, tags, uploads
+from cargohold.events.payload import QUARANTINE, RequestOrigin, Target
+from cargohold.events.record import record_event
 from cargohold.oci import mediatypes
 from cargohold.oci.errors import RegistryError, manifest_unknown, name_unknown
 from cargohold.registry import locks
@@ -230,12 +233,40 @@ def manifest_properties(conn: Connection, ref: RepositoryRef, login_server: str,
 
 
 def update_manifest(conn: Connection, ref: RepositoryRef, login_server: str, reference: str,
-                    changes: dict[str, bool]) -> dict[str, Any]:
+                    changes: dict[str, bool], quarantine: Quarantine | None = None,
+                    origin: RequestOrigin | None = None) -> dict[str, Any]:
+    """Change a manifest's attributes; a new quarantine state is recorded as a `quarantine` event."""
     row = _manifest_row(conn, ref, reference)
     _check_change_allowed(row.write_enabled, changes, "manifest")
-    if changes:
-        conn.execute(update(manifests).where(manifests.c.id == row.id).values(**changes, updated_at=utcnow()))
+    values: dict[str, Any] = dict(changes)
+    if quarantine is not None and (quarantine.state, quarantine.details) != (row.quarantine_state,
+                                                                             row.quarantine_details):
+        values.update(quarantine_state=quarantine.state, quarantine_details=quarantine.details)
+        record_event(conn, ref.registry_id, QUARANTINE, Target(ref.name, None, row.digest, row.media_type, row.size),
+                     origin or RequestOrigin.internal(login_server, "PATCH"))
+    if values:
+        conn.execute(update(manifests).where(manifests.c.id == row.id).values(**values, updated_at=utcnow()))
     return manifest_properties(conn, ref, login_server, row.digest)
+
+
+@dataclass(frozen=True)
+class Quarantine:
+    state: str
+    details: str | None
+
+
+def parse_quarantine(body: bytes) -> Quarantine | None:
+    """`quarantineState` (and `quarantineDetails`) of a manifest PATCH, as a scanner sets them."""
+    document = json.loads(body or b"{}")
+    state = document.get("quarantineState") if isinstance(document, dict) else None
+    if state is None:
+        return None
+    details = document.get("quarantineDetails")
+    if not isinstance(state, str) or not 0 < len(state) <= 32 or (
+            details is not None and (not isinstance(details, str) or len(details) > 4096)):
+        raise RegistryError("UNSUPPORTED", "quarantineState is a short string (such as Quarantined or Passed) and "
+                            "quarantineDetails a string", 400)
+    return Quarantine(state, details)
 
 
 def _page(conn: Connection, query: Any, name_column: Any, time_column: Any, orderby: str | None,

@@ -128,9 +128,10 @@ class AcrRoutes:
             return Response(status_code=202)
         if request.method == "PATCH":
             ref, access = await self._authorize(request, METADATA_WRITE)
-            changes = properties.parse_attributes(await read_limited(request, MAX_PATCH_BYTES))
+            body = await read_limited(request, MAX_PATCH_BYTES)
+            changes = properties.parse_attributes(body)
             return _json(await self._write(properties.update_manifest, ref, access.registry.login_server, reference,
-                                           changes))
+                                           changes, properties.parse_quarantine(body), request_origin(request)))
         ref, access = await self._authorize(request, METADATA_READ)
         return _json(await self.ctx.read(properties.manifest_properties, ref, access.registry.login_server, reference))
 
