@@ -14,14 +14,13 @@ from cargohold.acr.routes import AcrRoutes
 from cargohold.auth.audit import AuditLog
 from cargohold.auth.routes import AuthRoutes
 from cargohold.auth.service import AuthService
+from cargohold.background import build_worker
 from cargohold.blobs.filesystem import FilesystemBlobStore
 from cargohold.config import Settings
-from cargohold.db.engine import make_engine, write_transaction
-from cargohold.events.worker import DeliverySettings, DeliveryWorker
-from cargohold.management.operations import abandon_unfinished
+from cargohold.db.engine import make_engine
 from cargohold.management.routes import ManagementRoutes
 from cargohold.oci.errors import RegistryError
-from cargohold.registry.context import RegistryContext, utcnow
+from cargohold.registry.context import RegistryContext
 from cargohold.registry.http import http_error_handler, registry_error_handler, unexpected_error_handler
 from cargohold.registry.routes import RegistryRoutes
 from cargohold.security.master_key import load_sealer
@@ -36,17 +35,16 @@ def create_app(settings: Settings) -> Starlette:
     audit = AuditLog(ctx.engine)
     auth = AuthService(ctx, load_sealer(settings.data_dir), audit)
 
-    started = utcnow()
-    worker = DeliveryWorker(ctx, auth.sealer, DeliverySettings.from_env())
+    worker, delivery = build_worker(ctx, auth.sealer)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        with write_transaction(ctx.engine) as conn:
-            abandon_unfinished(conn, started)
-        delivering = asyncio.create_task(worker.run())
+        working = asyncio.create_task(worker.run()) if settings.run_worker else None
         yield
-        worker.stop()
-        await delivering
+        if working is not None:
+            worker.stop()
+            await working
+            await delivery.close()
         audit.flush()
 
     return Starlette(

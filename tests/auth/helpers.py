@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine
 
 from cargohold.auth import keys
+from cargohold.db.engine import make_engine
 from cargohold.security.master_key import load_sealer
 from tests.support.server import RunningServer
 
@@ -146,7 +146,7 @@ def audit(server: RunningServer, until: Callable[[list[dict[str, Any]]], bool], 
 
 def keyset(server: RunningServer, registry_id: int | None = 1) -> keys.KeySet:
     """A registry's signing keys (None: the identity provider's), unsealed with the server's master key."""
-    engine = create_engine(f"sqlite:///{server.data_dir / 'metadata.db'}")
+    engine = make_engine(server.database_url)
     try:
         with engine.connect() as conn:
             return keys.load_keyset(conn, load_sealer(server.data_dir), registry_id)

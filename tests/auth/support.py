@@ -11,9 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine
 
 from cargohold.auth import jwt_tokens, keys
+from cargohold.db.engine import make_engine
 from cargohold.security.master_key import load_sealer
 from tests.support.server import RunningServer
 
@@ -55,7 +55,7 @@ def bearer(server: RunningServer, jwt: str) -> httpx.Client:
 
 
 def registry_keyset(server: RunningServer) -> keys.KeySet:
-    engine = create_engine(f"sqlite:///{server.data_dir / 'metadata.db'}")
+    engine = make_engine(server.database_url)
     try:
         with engine.connect() as conn:
             return keys.load_keyset(conn, load_sealer(server.data_dir), 1)

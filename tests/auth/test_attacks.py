@@ -12,9 +12,9 @@ import jwt as pyjwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import create_engine
 
 from cargohold.auth import registry_tokens
+from cargohold.db.engine import make_engine
 from tests.auth.support import (
     access_token,
     audit_entries,
@@ -182,7 +182,7 @@ def test_disabled_identity_old_token(server: RunningServer) -> None:
 
 def test_expired_token_password(server: RunningServer) -> None:
     cli(server, "token", "create", "-t", "stale", "--scope-map", "_repositories_pull")
-    engine = create_engine(f"sqlite:///{server.data_dir / 'metadata.db'}")
+    engine = make_engine(server.database_url)
     with engine.begin() as conn:
         password = registry_tokens.generate_password(conn, 1, "stale", "password2",
                                                      datetime.now(UTC) - timedelta(minutes=1))

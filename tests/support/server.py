@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def test_database() -> str:
+    """A fresh database for one server when the suite runs on PostgreSQL (CARGOHOLD_TEST_POSTGRES is the URL of
+    a server, as `scripts/postgres.sh start` prints it), else "" for the embedded SQLite."""
+    base = os.environ.get("CARGOHOLD_TEST_POSTGRES")
+    if not base:
+        return ""
+    import psycopg
+
+    name = f"cargohold_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    return base.rsplit("/", 1)[0] + "/" + name
+
+
 @dataclass
 class RunningServer:
     data_dir: Path
@@ -28,10 +43,17 @@ class RunningServer:
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
     scheme: str = "http"
+    db_url: str | None = None
+    """The metadata database: SQLite in the data dir, unless the suite runs on PostgreSQL (see
+    `test_database`); kept across restarts."""
 
     @property
     def url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.data_dir / 'metadata.db'}"
 
     @property
     def credentials(self) -> tuple[str, str]:
@@ -49,9 +71,12 @@ class RunningServer:
 
     def start(self, timeout: float = 30.0, verify: str | bool = True) -> RunningServer:
         log = open(self.data_dir.parent / f"server-{self.port}.log", "ab")
+        if self.db_url is None:
+            self.db_url = test_database()
+        backend_args = ["--db-url", self.db_url] if self.db_url else []
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cargohold", "serve", "--data-dir", str(self.data_dir),
-             "--port", str(self.port), *self.extra_args],
+             "--port", str(self.port), *backend_args, *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + timeout

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from cargohold.events.tables import deliveries, delivery_attempts, events
+from cargohold.events.tables import delivery_attempts, events
 
 PAGE = 100
 
@@ -16,8 +16,7 @@ PAGE = 100
 def list_attempts(conn: Connection, webhook_id: int, before: int | None) -> tuple[list[dict[str, Any]], int | None]:
     """One page of attempts, and the id to continue below when there are more."""
     query = (select(delivery_attempts, events.c.uuid)
-             .join(deliveries, deliveries.c.id == delivery_attempts.c.delivery_id)
-             .join(events, events.c.id == deliveries.c.event_id)
+             .join(events, events.c.id == delivery_attempts.c.event_id)
              .where(delivery_attempts.c.webhook_id == webhook_id)
              .order_by(delivery_attempts.c.id.desc()).limit(PAGE + 1))
     if before is not None:

@@ -1,18 +1,23 @@
-"""Writing events: inside the transaction of the change they report, with a pending delivery for every webhook
+"""Writing events: inside the transaction of the change they report, with a delivery job for every webhook
 that wants the event, so an event is never lost and never invented."""
 
 from __future__ import annotations
 
 import json
+import os
 import uuid
 
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 
 from cargohold.events.payload import RequestOrigin, Target, in_scope, payload
-from cargohold.events.tables import deliveries, events
+from cargohold.events.tables import events
+from cargohold.jobs.queue import enqueue_many
 from cargohold.management.tables import webhooks
 from cargohold.registry.context import utcnow
+
+WEBHOOK_JOB = "webhook"
+DELIVERY_ATTEMPTS = int(os.environ.get("CARGOHOLD_WEBHOOK_MAX_ATTEMPTS", "10"))
 
 
 def record_event(conn: Connection, registry_id: int, action: str, target: Target, origin: RequestOrigin,
@@ -31,8 +36,7 @@ def record_event(conn: Connection, registry_id: int, action: str, target: Target
             if hook.id == only_webhook or (only_webhook is None and hook.status == "enabled"
                                            and action in json.loads(hook.actions)
                                            and in_scope(hook.scope, target.repository, target.tag))]
-    if owed:
-        conn.execute(insert(deliveries), [{"event_id": event_id, "webhook_id": hook_id, "status": "pending",
-                                           "attempts": 0, "next_attempt_at": now, "created_at": now}
-                                          for hook_id in owed])
+    enqueue_many(conn, WEBHOOK_JOB, [(f"webhook:{hook_id}", {"event": int(event_id), "webhook": hook_id})
+                                     for hook_id in owed], max_attempts=DELIVERY_ATTEMPTS)
     return int(event_id)
+

@@ -1,4 +1,5 @@
-"""Tables of the event log: events, one delivery per (event, webhook), and every delivery attempt."""
+"""Tables of the event log: events, and every attempt to deliver one to a webhook. What is still owed to a
+webhook is a `webhook` job on the job queue (see `events.delivery`)."""
 
 from __future__ import annotations
 
@@ -24,29 +25,12 @@ events = Table(
 """Every change webhooks can report, written in the transaction that makes the change. `payload` is the JSON
 ACR posts (id, timestamp, action, target, request)."""
 
-deliveries = Table(
-    "deliveries",
-    metadata,
-    Column("id", ID, primary_key=True, autoincrement=True),
-    Column("event_id", ID, ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
-    Column("webhook_id", Integer, ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
-    Column("leased_until", DateTime(timezone=True), nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("finished_at", DateTime(timezone=True), nullable=True),
-    Index("ix_deliveries_status_webhook_id_id", "status", "webhook_id", "id"),
-    sqlite_autoincrement=True,
-)
-"""An event owed to one webhook: `pending` until delivered, or `failed` once its attempts are spent. A webhook's
-deliveries go out one at a time in id order."""
-
 delivery_attempts = Table(
     "delivery_attempts",
     metadata,
     Column("id", ID, primary_key=True, autoincrement=True),
-    Column("delivery_id", ID, ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False),
+    Column("event_id", ID, ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    Column("job_id", ID, nullable=False),
     Column("webhook_id", Integer, ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
     Column("attempt", Integer, nullable=False),
     Column("request_uri", Text, nullable=False),

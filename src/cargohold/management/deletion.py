@@ -1,8 +1,9 @@
 """Deleting a registry: its repositories, metadata, credentials and keys, and the blobs no other registry uses.
 
-Everything happens in one write transaction, blob files included: on SQLite writers are serialized, so an
-upload finishing in another registry either linked the blob before (it is then kept) or finds its file gone
-when it links it (and fails rather than record a blob without bytes; see `uploads._commit`). A crash midway
+Everything happens in one write transaction, blob files included, holding each orphaned digest's lock
+(`lock_digest`: SQLite serializes writers anyway; PostgreSQL takes advisory locks), so an upload finishing
+in another registry either linked the blob before (it is then kept) or finds its file gone when it links it
+(and fails rather than record a blob without bytes; see `uploads._commit`). A crash midway
 rolls the metadata back; files already unlinked then show up in `fsck` as missing blobs of the deleted
 registry only, since the shared ones are never touched.
 """
@@ -15,6 +16,7 @@ from sqlalchemy import delete, distinct, select
 from sqlalchemy.engine import Connection
 
 from cargohold.blobs.store import BlobStore
+from cargohold.db.engine import lock_digest
 from cargohold.db.tables import blobs, registries, repositories, repository_blobs, uploads
 from cargohold.oci.digest import Digest
 
@@ -37,7 +39,13 @@ def delete_registry(conn: Connection, store: BlobStore, registry_pk: int) -> Del
     conn.execute(delete(registries).where(registries.c.id == registry_pk))
     still_used = set(conn.execute(select(distinct(repository_blobs.c.digest))
                                   .where(repository_blobs.c.digest.in_(candidates))).scalars()) if candidates else set()
-    orphans = [digest for digest in candidates if digest not in still_used]
+    orphans = sorted(digest for digest in candidates if digest not in still_used)
+    for digest in orphans:
+        lock_digest(conn, digest)
+    if orphans:
+        still_used = set(conn.execute(select(distinct(repository_blobs.c.digest))
+                                      .where(repository_blobs.c.digest.in_(orphans))).scalars())
+        orphans = [digest for digest in orphans if digest not in still_used]
     freed = 0
     for start in range(0, len(orphans), 500):
         batch = orphans[start:start + 500]

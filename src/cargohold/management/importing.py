@@ -20,7 +20,7 @@ from typing import Protocol
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from cargohold.db.engine import write_transaction
+from cargohold.db.engine import lock_digest, write_transaction
 from cargohold.management.arm import ArmError
 from cargohold.management.source_registry import (
     FetchedManifest,
@@ -405,6 +405,7 @@ class _Importer:
                 self.source.confirm_blob(descriptor)
             confirmed = True
             with write_transaction(self.ctx.engine) as conn:
+                lock_digest(conn, str(digest))
                 if self.ctx.store.stat(digest) is not None:
                     for repository in self._repositories():
                         ref = RepositoryRef(self.registry_id, repository)

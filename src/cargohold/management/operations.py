@@ -56,14 +56,6 @@ def finish_operation(conn: Connection, operation_id: str, error: ArmError | None
         error_message=error.message if error else None))
 
 
-def abandon_unfinished(conn: Connection, started_before: datetime) -> int:
-    """At start: operations a stopped server was running will never end; say so instead of polling forever."""
-    return conn.execute(update(operations).where(operations.c.status == IN_PROGRESS,
-                                                 operations.c.started_at < started_before).values(
-        status=FAILED, ended_at=utcnow(), error_code="OperationInterrupted",
-        error_message="The server restarted while the operation ran; start it again.")).rowcount
-
-
 def get_operation(conn: Connection, subscription: str, operation_id: str) -> Operation | None:
     row = conn.execute(select(operations).where(operations.c.id == operation_id)).first()
     if row is None or not row.resource_id.startswith(f"/subscriptions/{subscription}/"):

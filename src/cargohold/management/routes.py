@@ -3,7 +3,6 @@ feature's functions inside one write transaction and render ARM JSON."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -34,7 +33,8 @@ from cargohold.management import operations, replications, resources, token_reso
 from cargohold.management.access import READ_ROLES, ManagementAccess
 from cargohold.management.arm import PROVIDER, ArmError, invalid, page
 from cargohold.management.deletion import delete_registry
-from cargohold.management.importing import ImportRequest, ImportSource, import_image
+from cargohold.management.import_jobs import enqueue_import
+from cargohold.management.importing import ImportRequest, ImportSource
 from cargohold.registry.context import RegistryContext
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,6 @@ class ManagementRoutes:
         self.auth = auth
         self.access = ManagementAccess(auth)
         self.domain = domain
-        self._imports: set[asyncio.Task[None]] = set()
 
     def routes(self) -> list[Route]:
         children = []
@@ -273,28 +272,19 @@ class ManagementRoutes:
             if source is None or not await self.access.may_read(principal, source.id):
                 raise ArmError(404, "ImportSourceNotFound", f"The source registry {match.group(3)} was not found.")
             wanted = replace(wanted, source=ImportSource(wanted.source.source_image, local_registry_id=source.id))
-        operation_id = await self._write(lambda conn: operations.start_operation(
-            conn, "importImage", registry.resource_id, registry.location))
-        task = asyncio.create_task(self._run_import(operation_id, registry, wanted))
-        self._imports.add(task)
-        task.add_done_callback(self._imports.discard)
+        def start(conn: Connection) -> str:
+            operation_id = operations.start_operation(conn, "importImage", registry.resource_id, registry.location)
+            enqueue_import(conn, self.auth.sealer, operation_id, registry.id, wanted)
+            return operation_id
+        operation_id = await self._write(start)
+        if self.wake is not None:
+            self.wake()
         self._audit(request, principal, "arm:registry:importImage", registry.name, wanted.source.source_image)
         base = f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"
         paths = operations.OperationPaths(request.path_params["subscription"], registry.location, operation_id)
         query = f"?api-version={request.query_params['api-version']}"
         return Response(status_code=202, headers={"Azure-AsyncOperation": f"{base}{paths.status}{query}",
                                                   "Location": f"{base}{paths.result}{query}"})
-
-    async def _run_import(self, operation_id: str, registry: resources.Registry, wanted: ImportRequest) -> None:
-        error: ArmError | None = None
-        try:
-            await self.ctx.run(import_image, self.ctx, registry.id, wanted)
-        except ArmError as exc:
-            error = exc
-        except Exception:
-            log.exception("import %s into %s failed", wanted.source.source_image, registry.name)
-            error = ArmError(500, "InternalServerError", "The import failed unexpectedly; see the server log.")
-        await self._write(lambda conn: operations.finish_operation(conn, operation_id, error))
 
     async def operation_status(self, request: Request) -> Response:
         found = await self._operation(request)

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.engine import Connection
 
 from cargohold.blobs.store import StoredBlob
-from cargohold.db.engine import write_transaction
+from cargohold.db.engine import insert_missing, lock_digest, write_transaction
 from cargohold.db.tables import blobs, repositories, repository_blobs
 from cargohold.oci.digest import Digest
 from cargohold.oci.errors import blob_unknown
 from cargohold.registry import locks
 from cargohold.registry.context import RegistryContext, utcnow
 from cargohold.registry.repositories import RepositoryRef, ensure_repository, find_repository_id
-
 
 _BLOB_SIZE = (select(blobs.c.size, repositories.c.read_enabled)
               .select_from(repository_blobs.join(repositories).join(blobs))
@@ -66,6 +65,7 @@ def mount_blob(ctx: RegistryContext, ref: RepositoryRef, digest: Digest, sources
     if not sources:
         return False
     with write_transaction(ctx.engine) as conn:
+        lock_digest(conn, str(digest))
         held = conn.execute(
             select(repository_blobs.c.digest).join(repositories)
             .where(repository_blobs.c.digest == str(digest), repositories.c.registry_id == ref.registry_id,
@@ -81,11 +81,7 @@ def mount_blob(ctx: RegistryContext, ref: RepositoryRef, digest: Digest, sources
 def link_blob(conn: Connection, repository_id: int, digest: Digest, size: int | None) -> None:
     """Make a stored blob visible in a repository, recording the blob itself first if it is new."""
     now = utcnow()
-    if size is not None and conn.execute(select(blobs.c.digest).where(blobs.c.digest == str(digest))).first() is None:
-        conn.execute(insert(blobs).values(digest=str(digest), size=size, created_at=now))
-    linked = conn.execute(
-        select(repository_blobs.c.digest).where(repository_blobs.c.repository_id == repository_id,
-                                                repository_blobs.c.digest == str(digest))
-    ).first()
-    if linked is None:
-        conn.execute(insert(repository_blobs).values(repository_id=repository_id, digest=str(digest), created_at=now))
+    if size is not None:
+        insert_missing(conn, blobs, [{"digest": str(digest), "size": size, "created_at": now}], ["digest"])
+    insert_missing(conn, repository_blobs, [{"repository_id": repository_id, "digest": str(digest),
+                                             "created_at": now}], ["repository_id", "digest"])

@@ -14,7 +14,7 @@ from typing import ParamSpec, TypeVar
 from sqlalchemy.engine import Connection, Engine
 
 from cargohold.blobs.store import BlobStore
-from cargohold.db.engine import change_counter, reads_inline
+from cargohold.db.engine import ChangeListener, change_counter, local_writes, reads_inline
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -26,18 +26,24 @@ class RegistryContext:
     store: BlobStore
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(32, "cargohold-io"))
     _loop_connection: Connection | None = field(default=None, init=False, repr=False)
+    _listener: ChangeListener | None = field(default=None, init=False, repr=False)
     cache: FreshCache = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.cache = FreshCache(self)
 
     def generation(self) -> int:
-        """Changes whenever the metadata may have changed. Where the database cannot say cheaply it moves
-        on every second, so cached answers are at most a second old."""
+        """Changes whenever the metadata may have changed: SQLite's `data_version`, or on PostgreSQL the count
+        of NOTIFY messages every write transaction sends (plus this process's own commits, which count at
+        once). Other databases move it every second, so cached answers are at most a second old."""
         if reads_inline(self.engine):
             counter = change_counter(self._inline_connection())
             if counter is not None:
                 return counter
+        if self.engine.dialect.name == "postgresql":
+            if self._listener is None:
+                self._listener = ChangeListener(self.engine.url.render_as_string(hide_password=False))
+            return self._listener.count + local_writes.value
         return int(time.monotonic())
 
     def _inline_connection(self) -> Connection:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from cargohold.db.engine import insert_missing
 from cargohold.db.tables import repositories
 
 
@@ -32,10 +33,11 @@ def ensure_repository(conn: Connection, ref: RepositoryRef, now: datetime) -> in
     existing = find_repository_id(conn, ref)
     if existing is not None:
         return existing
-    return conn.execute(
-        insert(repositories).values(registry_id=ref.registry_id, name=ref.name, created_at=now, updated_at=now)
-        .returning(repositories.c.id)
-    ).scalar_one()
+    insert_missing(conn, repositories, [{"registry_id": ref.registry_id, "name": ref.name, "created_at": now,
+                                         "updated_at": now}], ["registry_id", "name"])
+    created = find_repository_id(conn, ref)
+    assert created is not None
+    return created
 
 
 def touch_repository(conn: Connection, repository_id: int, now: datetime) -> None:

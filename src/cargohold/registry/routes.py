@@ -19,7 +19,6 @@ from cargohold.oci.manifest import MAX_MANIFEST_BYTES
 from cargohold.oci.reference import validate_name
 from cargohold.registry import blobs, listing, manifests
 from cargohold.registry.context import RegistryContext
-from cargohold.registry.locks import disallowed
 from cargohold.registry.http import (
     API_VERSION,
     JSON,
@@ -32,6 +31,7 @@ from cargohold.registry.http import (
     read_limited,
     repository,
 )
+from cargohold.registry.locks import disallowed
 from cargohold.registry.repositories import RepositoryRef
 from cargohold.registry.uploads import Uploads, UploadState, parse_content_range
 

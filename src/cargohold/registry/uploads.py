@@ -19,7 +19,7 @@ from threading import Lock
 from sqlalchemy import delete, insert, select, update
 
 from cargohold.blobs.store import UploadOffsetMismatch, UploadWriter
-from cargohold.db.engine import write_transaction
+from cargohold.db.engine import lock_digest, write_transaction
 from cargohold.db.tables import repositories, uploads
 from cargohold.oci.digest import Digest
 from cargohold.oci.errors import (
@@ -220,6 +220,7 @@ class Uploads:
             raise digest_invalid("content does not match the digest", str(digest))
         self.ctx.store.commit(upload_id, digest)
         with write_transaction(self.ctx.engine) as conn:
+            lock_digest(conn, str(digest))
             vanished = self.ctx.store.stat(digest) is None
             if not vanished:
                 repository_id = ensure_repository(conn, ref, utcnow())
@@ -247,8 +248,7 @@ def parse_content_range(header: str | None) -> ContentRange | None:
         return None
     text = header.strip()
     for prefix in ("bytes=", "bytes "):
-        if text.startswith(prefix):
-            text = text[len(prefix):]
+        text = text.removeprefix(prefix)
     text = text.split("/", 1)[0]
     start_text, sep, end_text = text.partition("-")
     if not sep or not start_text.isdigit() or not end_text.isdigit():

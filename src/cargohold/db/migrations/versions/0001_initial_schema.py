@@ -4,9 +4,8 @@ Revision ID: 0001
 Revises: 
 Create Date: 2026-11-23 07:14:47.788553
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0001'
 down_revision = None
@@ -100,10 +99,10 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=256), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('delete_enabled', sa.Boolean(), server_default=sa.text('1'), nullable=False),
-    sa.Column('write_enabled', sa.Boolean(), server_default=sa.text('1'), nullable=False),
-    sa.Column('read_enabled', sa.Boolean(), server_default=sa.text('1'), nullable=False),
-    sa.Column('list_enabled', sa.Boolean(), server_default=sa.text('1'), nullable=False),
+    sa.Column('delete_enabled', sa.Boolean(), server_default=sa.true(), nullable=False),
+    sa.Column('write_enabled', sa.Boolean(), server_default=sa.true(), nullable=False),
+    sa.Column('read_enabled', sa.Boolean(), server_default=sa.true(), nullable=False),
+    sa.Column('list_enabled', sa.Boolean(), server_default=sa.true(), nullable=False),
     sa.ForeignKeyConstraint(['registry_id'], ['registries.id'], name=op.f('fk_repositories_registry_id_registries'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_repositories')),
     sa.UniqueConstraint('registry_id', 'name', name=op.f('uq_repositories_registry_id_name'))
@@ -163,10 +162,10 @@ def upgrade() -> None:
     sa.Column('quarantine_details', sa.Text(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('delete_enabled', sa.Boolean(), server_default=sa.text('1'), nullable=False),
-    sa.Column('write_enabled', sa.Boolean(), server_default=sa.text('1'), nullable=False),
-    sa.Column('read_enabled', sa.Boolean(), server_default=sa.text('1'), nullable=False),
-    sa.Column('list_enabled', sa.Boolean(), server_default=sa.text('1'), nullable=False),
+    sa.Column('delete_enabled', sa.Boolean(), server_default=sa.true(), nullable=False),
+    sa.Column('write_enabled', sa.Boolean(), server_default=sa.true(), nullable=False),
+    sa.Column('read_enabled', sa.Boolean(), server_default=sa.true(), nullable=False),
+    sa.Column('list_enabled', sa.Boolean(), server_default=sa.true(), nullable=False),
     sa.ForeignKeyConstraint(['repository_id'], ['repositories.id'], name=op.f('fk_manifests_repository_id_repositories'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_manifests')),
     sa.UniqueConstraint('repository_id', 'digest', name=op.f('uq_manifests_repository_id_digest'))
@@ -229,10 +228,10 @@ def upgrade() -> None:
     sa.Column('manifest_id', sa.Integer(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('delete_enabled', sa.Boolean(), server_default=sa.text('1'), nullable=False),
-    sa.Column('write_enabled', sa.Boolean(), server_default=sa.text('1'), nullable=False),
-    sa.Column('read_enabled', sa.Boolean(), server_default=sa.text('1'), nullable=False),
-    sa.Column('list_enabled', sa.Boolean(), server_default=sa.text('1'), nullable=False),
+    sa.Column('delete_enabled', sa.Boolean(), server_default=sa.true(), nullable=False),
+    sa.Column('write_enabled', sa.Boolean(), server_default=sa.true(), nullable=False),
+    sa.Column('read_enabled', sa.Boolean(), server_default=sa.true(), nullable=False),
+    sa.Column('list_enabled', sa.Boolean(), server_default=sa.true(), nullable=False),
     sa.ForeignKeyConstraint(['manifest_id'], ['manifests.id'], name=op.f('fk_tags_manifest_id_manifests'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['repository_id'], ['repositories.id'], name=op.f('fk_tags_repository_id_repositories'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('repository_id', 'name', name=op.f('pk_tags'))

@@ -1,12 +1,11 @@
-"""management plane and event log
+"""management plane, event log and job queue
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-23 08:36:41.728968
+Create Date: 2026-11-23 08:44:48.783983
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0002'
 down_revision = '0001'
@@ -15,6 +14,26 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_table('jobs',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('kind', sa.String(length=32), nullable=False),
+    sa.Column('ordering_key', sa.String(length=100), nullable=True),
+    sa.Column('payload', sa.Text(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('max_attempts', sa.Integer(), nullable=False),
+    sa.Column('run_after', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('leased_until', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_error', sa.Text(), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_jobs')),
+    sqlite_autoincrement=True
+    )
+    with op.batch_alter_table('jobs', schema=None) as batch_op:
+        batch_op.create_index('ix_jobs_status_ordering_key_id', ['status', 'ordering_key', 'id'], unique=False)
+        batch_op.create_index('ix_jobs_status_run_after', ['status', 'run_after'], unique=False)
+
     op.create_table('operations',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('kind', sa.String(length=32), nullable=False),
@@ -72,27 +91,10 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_webhooks')),
     sa.UniqueConstraint('registry_id', 'name', name=op.f('uq_webhooks_registry_id_name'))
     )
-    op.create_table('deliveries',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('event_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('webhook_id', sa.Integer(), nullable=False),
-    sa.Column('status', sa.String(length=16), nullable=False),
-    sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('leased_until', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['event_id'], ['events.id'], name=op.f('fk_deliveries_event_id_events'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['webhook_id'], ['webhooks.id'], name=op.f('fk_deliveries_webhook_id_webhooks'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_deliveries')),
-    sqlite_autoincrement=True
-    )
-    with op.batch_alter_table('deliveries', schema=None) as batch_op:
-        batch_op.create_index('ix_deliveries_status_webhook_id_id', ['status', 'webhook_id', 'id'], unique=False)
-
     op.create_table('delivery_attempts',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('delivery_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('event_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('job_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('webhook_id', sa.Integer(), nullable=False),
     sa.Column('attempt', sa.Integer(), nullable=False),
     sa.Column('request_uri', sa.Text(), nullable=False),
@@ -105,7 +107,7 @@ def upgrade() -> None:
     sa.Column('error', sa.Text(), nullable=True),
     sa.Column('duration_ms', sa.Integer(), nullable=False),
     sa.Column('at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['delivery_id'], ['deliveries.id'], name=op.f('fk_delivery_attempts_delivery_id_deliveries'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['event_id'], ['events.id'], name=op.f('fk_delivery_attempts_event_id_events'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['webhook_id'], ['webhooks.id'], name=op.f('fk_delivery_attempts_webhook_id_webhooks'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_delivery_attempts')),
     sqlite_autoincrement=True
@@ -136,10 +138,6 @@ def downgrade() -> None:
         batch_op.drop_index('ix_delivery_attempts_webhook_id_id')
 
     op.drop_table('delivery_attempts')
-    with op.batch_alter_table('deliveries', schema=None) as batch_op:
-        batch_op.drop_index('ix_deliveries_status_webhook_id_id')
-
-    op.drop_table('deliveries')
     op.drop_table('webhooks')
     op.drop_table('replications')
     with op.batch_alter_table('events', schema=None) as batch_op:
@@ -147,3 +145,8 @@ def downgrade() -> None:
 
     op.drop_table('events')
     op.drop_table('operations')
+    with op.batch_alter_table('jobs', schema=None) as batch_op:
+        batch_op.drop_index('ix_jobs_status_run_after')
+        batch_op.drop_index('ix_jobs_status_ordering_key_id')
+
+    op.drop_table('jobs')

@@ -1,0 +1,120 @@
+"""Delivering an event to a webhook: the handler of `webhook` jobs.
+
+Each job is one event owed to one webhook; jobs of a webhook share an ordering key, so its events go out one
+at a time in the order the changes were committed, while different webhooks proceed in parallel. Every
+attempt is recorded (request, response or error, duration) for `listEvents`; a non-2xx answer or an error
+fails the run and the queue retries it with backoff until the attempts are spent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+import httpx
+from sqlalchemy import delete, insert, select
+
+from cargohold.db.engine import write_transaction
+from cargohold.events.tables import delivery_attempts, events
+from cargohold.jobs.queue import Job
+from cargohold.jobs.worker import JobFailed
+from cargohold.management.tables import webhooks
+from cargohold.registry.context import RegistryContext, utcnow
+from cargohold.security.master_key import Sealer
+
+EXCERPT = 4096
+USER_AGENT = "cargohold-webhook/1.0"
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    timeout: float = 10.0
+    backoff_base: float = 1.0
+    backoff_cap: float = 300.0
+    retention_days: int = 30
+
+    @classmethod
+    def from_env(cls) -> DeliverySettings:
+        def number(name: str, default: float) -> float:
+            return float(os.environ.get(f"CARGOHOLD_WEBHOOK_{name}", default))
+        return cls(timeout=number("TIMEOUT_SECONDS", cls.timeout),
+                   backoff_base=number("RETRY_BASE_SECONDS", cls.backoff_base),
+                   backoff_cap=number("RETRY_CAP_SECONDS", cls.backoff_cap),
+                   retention_days=int(number("RETENTION_DAYS", cls.retention_days)))
+
+    def backoff(self, attempt: int) -> timedelta:
+        return timedelta(seconds=min(self.backoff_cap, self.backoff_base * 2 ** max(0, attempt - 1)))
+
+
+@dataclass(frozen=True)
+class _Owed:
+    service_uri: str
+    headers: dict[str, str]
+    body: str
+
+
+class WebhookDelivery:
+    def __init__(self, ctx: RegistryContext, sealer: Sealer, settings: DeliverySettings) -> None:
+        self.ctx = ctx
+        self.sealer = sealer
+        self.settings = settings
+        self._client: httpx.AsyncClient | None = None
+
+    async def __call__(self, job: Job) -> None:
+        event_id, webhook_id = int(job.payload["event"]), int(job.payload["webhook"])
+        owed = await self.ctx.run(self._load, event_id, webhook_id)
+        if owed is None:
+            return
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **owed.headers}
+        started = time.perf_counter()
+        response: httpx.Response | None = None
+        error: str | None = None
+        try:
+            response = await self._http().post(owed.service_uri, content=owed.body.encode(), headers=headers)
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+        duration_ms = int((time.perf_counter() - started) * 1000)
+        await self.ctx.run(self._record, job, event_id, webhook_id, owed, headers, response, error, duration_ms)
+        if response is None or not 200 <= response.status_code < 300:
+            raise JobFailed(error or f"the webhook answered {response.status_code if response else '?'}",
+                            retry_after=self.settings.backoff(job.attempt))
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.settings.timeout, follow_redirects=False)
+        return self._client
+
+    def _load(self, event_id: int, webhook_id: int) -> _Owed | None:
+        """What to send; None when the webhook or the event is gone (deleted, or pruned), which ends the job."""
+        with self.ctx.engine.connect() as conn:
+            sealed = conn.execute(select(webhooks.c.callback_sealed).where(webhooks.c.id == webhook_id)).scalar()
+            body = conn.execute(select(events.c.payload).where(events.c.id == event_id)).scalar()
+        if sealed is None or body is None:
+            return None
+        callback = json.loads(self.sealer.unseal(sealed))
+        return _Owed(callback["serviceUri"], callback["customHeaders"], body)
+
+    def _record(self, job: Job, event_id: int, webhook_id: int, owed: _Owed, headers: dict[str, str],
+                response: httpx.Response | None, error: str | None, duration_ms: int) -> None:
+        with write_transaction(self.ctx.engine) as conn:
+            conn.execute(insert(delivery_attempts).values(
+                event_id=event_id, job_id=job.id, webhook_id=webhook_id, attempt=job.attempt,
+                request_uri=owed.service_uri, request_headers=json.dumps(headers), request_body=owed.body,
+                response_status=response.status_code if response is not None else None,
+                response_reason=response.reason_phrase[:200] if response is not None else None,
+                response_headers=json.dumps(dict(response.headers)) if response is not None else None,
+                response_body=response.text[:EXCERPT] if response is not None else None,
+                error=error, duration_ms=duration_ms, at=utcnow()))
+
+    def prune(self) -> None:
+        """Events older than the retention period go, with their delivery history."""
+        cutoff = utcnow() - timedelta(days=self.settings.retention_days)
+        with write_transaction(self.ctx.engine) as conn:
+            conn.execute(delete(events).where(events.c.created_at < cutoff))
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()

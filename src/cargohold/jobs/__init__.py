@@ -1,0 +1,1 @@
+"""A job queue in the metadata database for background work."""
