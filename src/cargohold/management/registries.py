@@ -14,6 +14,8 @@ from cargohold.registry.context import utcnow
 
 REGISTRY_NAME = re.compile(r"^[a-zA-Z0-9]{5,50}$")
 """ACR's rule: 5 to 50 alphanumeric characters."""
+BOOTSTRAP_SKU = "Premium"
+"""The registry `serve` creates on first start has every feature: the operator owns the machine."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +42,8 @@ def create_registry(conn: Connection, name: str, login_server: str) -> RegistryR
     now = utcnow()
     conn.execute(insert(registries).values(
         name=name.lower(), login_server=login_server.lower(), anonymous_pull_enabled=False, admin_user_enabled=False,
-        public_network_access=True, network_default_action="Allow", created_at=now, updated_at=now))
+        public_network_access=True, network_default_action="Allow", created_at=now, updated_at=now,
+        sku=BOOTSTRAP_SKU))
     found = find_registry(conn, name)
     assert found is not None
     return found
