@@ -20,7 +20,7 @@ from cargohold.auth.identities import SERVICE_PRINCIPAL, create_identity
 from cargohold.auth.roles import assign_role
 from cargohold.auth.scope_maps import ensure_system_scope_maps
 from cargohold.auth.tables import identities, signing_keys
-from cargohold.db.engine import write_transaction
+from cargohold.db.engine import lock_name, write_transaction
 from cargohold.db.tables import registries
 from cargohold.management.registries import RegistryRecord, create_registry, find_registry
 from cargohold.security.master_key import Sealer
@@ -38,6 +38,7 @@ class BootstrapResult:
 def bootstrap(engine: Engine, sealer: Sealer, data_dir: Path, registry_name: str, login_server: str) -> BootstrapResult:
     credentials_file: Path | None = None
     with write_transaction(engine) as conn:
+        lock_name(conn, "bootstrap")
         if conn.execute(select(func.count()).select_from(registries)).scalar_one() == 0:
             registry = create_registry(conn, registry_name, login_server)
             ensure_system_scope_maps(conn, registry.id)

@@ -1,5 +1,6 @@
 """Administrative commands for who may do what, in the manner of `az acr`: credentials of the admin user,
-tokens and scope maps, role assignments, identities, network rules, registry settings, the audit log, keys.
+tokens and scope maps, role assignments, identities, network rules, the audit log, keys. (Registry settings
+are changed through the management API: `cargohold update`, in cli/registry.py.)
 
 They work on the metadata database directly (`--data-dir`, or `--db-url` and the master key for a
 scaled-out deployment), so run them where the registry's data is.
@@ -7,9 +8,8 @@ scaled-out deployment), so run them where the registry's data is.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from enum import Enum
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, TypeVar
 
 import typer
@@ -20,7 +20,6 @@ from cargohold.auth import admin_user, audit, identities, keys, network, registr
 from cargohold.auth.principals import Principal
 from cargohold.cli.common import DataDir, DbUrl, OutputOption, RegistryName, Store, emit, fail, open_store
 from cargohold.management.registries import RegistryRecord
-from cargohold.db.tables import registries
 from cargohold.registry.context import utcnow
 
 DEFAULT_DIR = "./data"
@@ -79,47 +78,6 @@ def credential_renew(password_name: Annotated[str, typer.Option(help="password o
         passwords = admin_user.show_passwords(conn, store.sealer, registry.id)
     emit({"username": registry.name, "passwords": [{"name": n, "value": v} for n, v in passwords]}, output,
          ["username", "passwords"])
-
-
-# update -------------------------------------------------------------------------------------------------------
-
-class Switch(str, Enum):
-    true = "true"
-    false = "false"
-
-
-def _switch(value: Switch | None) -> bool | None:
-    return None if value is None else value is Switch.true
-
-
-def update(name: RegistryName = None, data_dir: DataDir = DEFAULT_DIR, db_url: DbUrl = None,
-           anonymous_pull_enabled: Annotated[Switch | None, typer.Option(help="Let anyone pull.")] = None,
-           admin_enabled: Annotated[Switch | None, typer.Option(help="Enable the admin user.")] = None,
-           public_network_enabled: Annotated[Switch | None, typer.Option(
-               help="Accept clients beyond loopback (stand-in for private endpoints).")] = None,
-           default_action: Annotated[str | None, typer.Option(help="Allow or Deny clients no rule lets in.")] = None,
-           output: OutputOption = None) -> None:
-    """Change registry settings (as `az acr update`: --anonymous-pull-enabled true)."""
-    from sqlalchemy import update as sql_update
-
-    anonymous_pull, admin, public_network = map(_switch, (anonymous_pull_enabled, admin_enabled,
-                                                          public_network_enabled))
-    store = open_store(data_dir, db_url)
-    with store.write() as conn:
-        registry = store.registry(conn, name)
-        if anonymous_pull is not None:
-            conn.execute(sql_update(registries).where(registries.c.id == registry.id)
-                         .values(anonymous_pull_enabled=anonymous_pull, updated_at=utcnow()))
-        if admin is not None:
-            admin_user.set_admin_enabled(conn, store.sealer, registry.id, admin)
-        if public_network is not None or default_action is not None:
-            _guard(lambda: network.set_network_access(conn, registry.id, public_access=public_network,
-                                                      default_action=default_action))
-        registry = store.registry(conn, registry.name)
-    emit({"name": registry.name, "loginServer": registry.login_server,
-          "anonymousPullEnabled": registry.anonymous_pull_enabled, "adminUserEnabled": registry.admin_user_enabled,
-          "publicNetworkAccess": "Enabled" if registry.public_network_access else "Disabled",
-          "defaultAction": registry.network_default_action}, output)
 
 
 # tokens -------------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""`cargohold`: serve the registry and look after its store."""
+"""`cargohold`: serve the registry, look after its store, and manage registries through the management API."""
 
 from __future__ import annotations
 
@@ -7,26 +7,44 @@ from typing import Annotated
 
 import typer
 
-from cargohold.cli import access
+from cargohold.cli import registry
 from cargohold.cli import serve as serve_command
-from cargohold.cli.fsck import fsck
+from cargohold.cli.account import account_app
+from cargohold.cli.importing import import_image
+from cargohold.cli.lazy import lazy_group
 from cargohold.cli.login import login
+from cargohold.cli.options import MultiValueCommand
+from cargohold.cli.policies import config_app
+from cargohold.cli.replication import replication_app
 from cargohold.cli.repository import app as repository_app
+from cargohold.cli.webhook import webhook_app
+
+DATABASE_COMMANDS = {
+    "fsck": ("cargohold.cli.fsck", "fsck"),
+    "worker": ("cargohold.cli.worker", "worker"),
+    "audit": ("cargohold.cli.access", "audit_command"),
+    "credential": ("cargohold.cli.access", "credential_app"),
+    "token": ("cargohold.cli.access", "token_app"),
+    "scope-map": ("cargohold.cli.access", "scope_map_app"),
+    "role": ("cargohold.cli.access", "role_app"),
+    "identity": ("cargohold.cli.access", "identity_app"),
+    "network-rule": ("cargohold.cli.access", "network_rule_app"),
+    "keys": ("cargohold.cli.access", "keys_app"),
+}
+"""Commands that open the metadata database themselves; loaded when named."""
 
 app = typer.Typer(help="cargohold: a private container registry that speaks ACR's APIs.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False, cls=lazy_group(DATABASE_COMMANDS))
 app.command("serve")(serve_command.serve)
-app.command("fsck")(fsck)
 app.command("login")(login)
-app.command("update")(access.update)
-app.command("audit")(access.audit_command)
-app.add_typer(access.credential_app, name="credential")
-app.add_typer(access.token_app, name="token")
-app.add_typer(access.scope_map_app, name="scope-map")
-app.add_typer(access.role_app, name="role")
-app.add_typer(access.identity_app, name="identity")
-app.add_typer(access.network_rule_app, name="network-rule")
-app.add_typer(access.keys_app, name="keys")
+for name, command in (("create", registry.create), ("show", registry.show), ("list", registry.list_registries),
+                      ("update", registry.update), ("delete", registry.delete), ("check-name", registry.check_name),
+                      ("show-usage", registry.show_usage), ("import", import_image)):
+    app.command(name, cls=MultiValueCommand)(command)
+app.add_typer(account_app, name="account")
+app.add_typer(config_app, name="config")
+app.add_typer(webhook_app, name="webhook")
+app.add_typer(replication_app, name="replication")
 app.add_typer(repository_app, name="repository")
 
 

@@ -8,12 +8,14 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cargohold.config import Settings
+from cargohold.cli.local_server import write_server_file
 
+if TYPE_CHECKING:
+    from cargohold.config import Settings
 
 SERVER_ENVIRONMENT = {"MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
 """glibc gives every thread that allocates its own malloc arena and rarely returns their memory; with a
@@ -39,12 +41,19 @@ def serve(
                                                     "alphanumerics).")] = "cargohold",
     domain: Annotated[str, typer.Option(help="Registries answer as <name>.<domain>.")] = "localhost",
     server: Annotated[ServerKind, typer.Option(help="HTTP server implementation.")] = ServerKind.granian,
+    storage_url: Annotated[str | None, typer.Option(
+        help="Blob store: azure://<container>, s3://<bucket>/<prefix> (default: the filesystem under --data-dir); "
+             "see docs/storage.md.")] = None,
+    worker: Annotated[bool, typer.Option(help="Also run background jobs (webhook deliveries, imports) in this "
+                                              "process; turn off when `cargohold worker` runs them.")] = True,
 ) -> None:
     """Run the registry. With no options: SQLite and a filesystem store under ./data, HTTP on 127.0.0.1:5000."""
-    settings = Settings.for_data_dir(data_dir, db_url)
+    from cargohold.config import Settings
+
+    settings = Settings.for_data_dir(data_dir, db_url, domain, storage_url, worker)
     if not settings.data_dir.exists():
         settings.data_dir.mkdir(parents=True, mode=0o700)
-    cert, key = _tls_files(settings, host, tls, tls_cert, tls_key)
+    cert, key, ca = _tls_files(settings, host, tls, tls_cert, tls_key)
     if cert is None and not _is_loopback(host) and not insecure_http:
         raise typer.BadParameter(f"{host} is not a loopback address: use --tls-cert/--tls-key or --tls self-signed, "
                                  "or accept plain HTTP with --insecure-http", param_hint="--host")
@@ -54,6 +63,7 @@ def serve(
     from cargohold.db.migrate import upgrade
     from cargohold.security.master_key import load_sealer
 
+    settings.remember_backends()
     upgrade(settings.db_url)
     engine = make_engine(settings.db_url)
     started = bootstrap(engine, load_sealer(settings.data_dir), settings.data_dir, registry_name,
@@ -62,6 +72,7 @@ def serve(
     if started.credentials_file is not None:
         typer.echo(f"created an Owner service principal; its credentials are in {started.credentials_file}", err=True)
     scheme = "https" if cert else "http"
+    write_server_file(settings.data_dir, scheme, host, port, ca)
     typer.echo(f"cargohold serving registry {started.registry.name} ({started.registry.login_server}) from "
                f"{settings.data_dir} on {scheme}://{_url_host(host)}:{port}", err=True)
     argv = [sys.executable, "-m", "cargohold.server", "--host", host, "--port", str(port), "--workers", str(workers),
@@ -74,7 +85,8 @@ def serve(
 
 
 def _tls_files(settings: Settings, host: str, tls: str | None, cert: Path | None,
-               key: Path | None) -> tuple[Path | None, Path | None]:
+               key: Path | None) -> tuple[Path | None, Path | None, Path | None]:
+    """The certificate and key to serve with, and the CA clients should trust when we made it."""
     if tls is not None:
         if tls != "self-signed":
             raise typer.BadParameter("the only value is 'self-signed'", param_hint="--tls")
@@ -82,10 +94,10 @@ def _tls_files(settings: Settings, host: str, tls: str | None, cert: Path | None
 
         files = ensure_self_signed(settings.data_dir / "tls", [host])
         typer.echo(f"TLS: clients should trust the CA certificate at {files.ca_cert}", err=True)
-        return files.cert, files.key
+        return files.cert, files.key, files.ca_cert
     if (cert is None) != (key is None):
         raise typer.BadParameter("--tls-cert and --tls-key go together", param_hint="--tls-cert")
-    return cert, key
+    return cert, key, None
 
 
 def _is_loopback(host: str) -> bool:

@@ -61,11 +61,16 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     local_writes.bump()
 
 
-def lock_digest(connection: Connection, digest: str) -> None:
-    """Serialize, until the transaction ends, every transaction that adds or removes this blob. SQLite's write
+def lock_name(connection: Connection, name: str) -> None:
+    """Serialize, until the transaction ends, every transaction that takes the lock of this name. SQLite's write
     transactions are serialized already; PostgreSQL takes a transaction-scoped advisory lock."""
     if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:digest, 0))"), {"digest": digest})
+        connection.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))"), {"name": name})
+
+
+def lock_digest(connection: Connection, digest: str) -> None:
+    """Serialize the transactions that add or remove this blob."""
+    lock_name(connection, f"blob:{digest}")
 
 
 def insert_missing(connection: Connection, table: Table, rows: list[dict[str, Any]],

@@ -63,9 +63,19 @@ def resolve_registry(conn: Connection, host: str | None) -> RegistryRecord:
             if row is not None:
                 return RegistryRecord(*row)
     rows = conn.execute(_ALL).all()
-    if len(rows) == 1:
+    if len(rows) == 1 and not _names_another_registry(host, RegistryRecord(*rows[0])):
         return RegistryRecord(*rows[0])
     raise RegistryError("NAME_UNKNOWN", "no registry answers on this host name", 404, {"host": (host or "")[:255]})
+
+
+def _names_another_registry(host: str | None, only: RegistryRecord) -> bool:
+    """Whether the host is shaped like a login server of this server's domain (`<name>.<domain>`) that is not
+    the sole registry's: a deleted or mistyped registry must not reach the one that is left."""
+    if not host:
+        return False
+    bare = host.lower().rsplit(":", 1)[0] if not host.startswith("[") else host.lower()
+    _, _, domain = only.login_server.partition(".")
+    return bool(domain) and bare.endswith("." + domain) and bare != only.login_server
 
 
 def login_server_exists(conn: Connection, login_server: str) -> bool:

@@ -98,7 +98,13 @@ class ManagementRoutes:
             Route(f"{REGISTRY}/webhooks/{{child}}/ping", _arm(self.ping_webhook), methods=["POST"]),
             Route(f"{REGISTRY}/webhooks/{{child}}/listEvents", _arm(self.list_webhook_events), methods=["POST"]),
             *children,
+            Route(f"{SUBSCRIPTION}/{{rest:path}}", _arm(self.unknown),
+                  methods=["GET", "PUT", "PATCH", "POST", "DELETE", "HEAD"]),
         ]
+
+    async def unknown(self, request: Request) -> Response:
+        raise ArmError(404, "InvalidResourceType",
+                       f"The resource type or action at '{request.url.path[:300]}' is not known to {PROVIDER}.")
 
     # plumbing ---------------------------------------------------------------------------------------------------
 
