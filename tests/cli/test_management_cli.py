@@ -3,11 +3,14 @@ driven as a subprocess against real servers through their ARM API."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import stat
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -201,6 +204,39 @@ def test_webhook_crud(server: RunningServer, premium: str) -> None:
                                           "--uri", "ftp://hooks.example/in", "--actions", "push")
     on(server, "webhook", "delete", "-n", "clihook1", "-r", premium)
     assert "ResourceNotFound" in refused(server, "webhook", "show", "-n", "clihook1", "-r", premium)
+
+
+def test_webhook_ping_and_history(server: RunningServer, premium: str) -> None:
+    received: list[dict[str, Any]] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        on(server, "webhook", "create", "-n", "pinghook1", "-r", premium, "--actions", "push",
+           "--uri", f"http://127.0.0.1:{receiver.server_address[1]}/hook")
+        event_id = on(server, "webhook", "ping", "-n", "pinghook1", "-r", premium)["id"]
+        deadline = time.monotonic() + 15
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [(e["id"], e["action"]) for e in received] == [(event_id, "ping")]
+        history: list[dict[str, Any]] = []
+        while not history and time.monotonic() < deadline:
+            history = on(server, "webhook", "list-events", "-n", "pinghook1", "-r", premium)
+        assert history[0]["id"] == event_id
+        assert history[0]["eventResponseMessage"]["statusCode"] == "204"
+        assert history[0]["eventRequestMessage"]["content"]["action"] == "ping"
+    finally:
+        receiver.shutdown()
+        on(server, "webhook", "delete", "-n", "pinghook1", "-r", premium)
 
 
 def test_replication_crud(server: RunningServer, premium: str, standard: str) -> None:

@@ -1,5 +1,5 @@
-"""`cargohold webhook create | list | show | update | delete | get-config`, as `az acr webhook`: -n names the
-webhook, -r the registry."""
+"""`cargohold webhook create | list | show | update | delete | get-config | ping | list-events`, as
+`az acr webhook`: -n names the webhook, -r the registry."""
 
 from __future__ import annotations
 
@@ -148,3 +148,40 @@ def get_config(name: WebhookName, registry: RegistryOption = None, resource_grou
         found = find_registry(arm, registry, resource_group)
         config = arm.post(f"{found['id']}/webhooks/{name}/getCallbackConfig")
         emit(config, output, ["serviceUri", "customHeaders"], query=query)
+
+
+@webhook_app.command("ping", cls=MultiValueCommand)
+def ping(name: WebhookName, registry: RegistryOption = None, resource_group: ResourceGroup = None,
+         data_dir: ServerDataDir = None, subscription: Subscription = None, output: OutputOption = None,
+         query: QueryOption = None) -> None:
+    """Send the webhook a `ping` event; `list-events` shows how it answered."""
+    with arm_session(data_dir, subscription) as arm:
+        found = find_registry(arm, registry, resource_group)
+        emit(arm.post(f"{found['id']}/webhooks/{name}/ping"), output, ["id"], query=query)
+
+
+@webhook_app.command("list-events", cls=MultiValueCommand)
+def list_events(name: WebhookName, registry: RegistryOption = None, resource_group: ResourceGroup = None,
+                data_dir: ServerDataDir = None, subscription: Subscription = None, output: OutputOption = None,
+                query: QueryOption = None) -> None:
+    """Delivery history, newest first: every attempt with the request sent and the response received."""
+    with arm_session(data_dir, subscription) as arm:
+        found = find_registry(arm, registry, resource_group)
+        page = arm.post(f"{found['id']}/webhooks/{name}/listEvents")
+        attempts = list(page.get("value") or [])
+        while page.get("nextLink"):
+            page = arm.get(page["nextLink"])
+            attempts += page.get("value") or []
+        if output is not None and output.value == "json" or query:
+            emit(attempts, output, query=query)
+            return
+        emit([_event_row(a) for a in attempts], output,
+             ["id", "action", "attempt", "statusCode", "reasonPhrase", "timestamp"])
+
+
+def _event_row(attempt: dict[str, Any]) -> dict[str, Any]:
+    request, response = attempt.get("eventRequestMessage") or {}, attempt.get("eventResponseMessage") or {}
+    content = request.get("content") or {}
+    return {"id": attempt.get("id"), "action": content.get("action"), "attempt": attempt.get("attempt"),
+            "statusCode": response.get("statusCode"), "reasonPhrase": response.get("reasonPhrase"),
+            "timestamp": attempt.get("timestamp")}

@@ -96,7 +96,7 @@ class ManagementRoutes:
             Route(f"{REGISTRY}/generateCredentials", _arm(self.generate_credentials), methods=["POST"]),
             Route(f"{REGISTRY}/webhooks/{{child}}/getCallbackConfig", _arm(self.callback_config), methods=["POST"]),
             Route(f"{REGISTRY}/webhooks/{{child}}/ping", _arm(self.ping_webhook), methods=["POST"]),
-            Route(f"{REGISTRY}/webhooks/{{child}}/listEvents", _arm(self.list_webhook_events), methods=["POST"]),
+            Route(f"{REGISTRY}/webhooks/{{child}}/listEvents", _arm(self.list_webhook_events), methods=["POST", "GET"]),
             *children,
             Route(f"{SUBSCRIPTION}/{{rest:path}}", _arm(self.unknown),
                   methods=["GET", "PUT", "PATCH", "POST", "DELETE", "HEAD"]),
