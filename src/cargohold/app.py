@@ -15,7 +15,7 @@ from cargohold.auth.audit import AuditLog
 from cargohold.auth.routes import AuthRoutes
 from cargohold.auth.service import AuthService
 from cargohold.background import build_worker
-from cargohold.blobs.filesystem import FilesystemBlobStore
+from cargohold.blobs.factory import store_from_url
 from cargohold.config import Settings
 from cargohold.db.engine import make_engine
 from cargohold.management.routes import ManagementRoutes
@@ -27,7 +27,9 @@ from cargohold.security.master_key import load_sealer
 
 
 def build_context(settings: Settings) -> RegistryContext:
-    return RegistryContext(engine=make_engine(settings.db_url), store=FilesystemBlobStore(settings.blob_root))
+    return RegistryContext(engine=make_engine(settings.db_url),
+                           store=store_from_url(settings.storage_url, settings.blob_root),
+                           redirect_downloads=settings.redirect_downloads)
 
 
 def create_app(settings: Settings) -> Starlette:

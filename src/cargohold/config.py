@@ -29,15 +29,18 @@ class Settings:
     """Where blobs live (see `blobs.factory`); None: the filesystem under the data directory."""
     run_worker: bool = True
     """Whether the server process also delivers webhooks and runs other background jobs."""
+    redirect_downloads: bool = True
+    """Whether blob GETs from a cloud store answer with a redirect to a signed URL rather than the bytes."""
 
     @classmethod
     def for_data_dir(cls, data_dir: Path, db_url: str | None = None, domain: str = DEFAULT_DOMAIN,
-                     storage_url: str | None = None, run_worker: bool = True) -> Settings:
+                     storage_url: str | None = None, run_worker: bool = True,
+                     redirect_downloads: bool = True) -> Settings:
         data_dir = data_dir.resolve()
         remembered = _remembered(data_dir)
         return cls(data_dir=data_dir, db_url=db_url or remembered.get("dbUrl") or sqlite_url(data_dir),
                    domain=domain.lower().strip("."), storage_url=storage_url or remembered.get("storageUrl"),
-                   run_worker=run_worker)
+                   run_worker=run_worker, redirect_downloads=redirect_downloads)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -45,12 +48,14 @@ class Settings:
         return cls.for_data_dir(data_dir, os.environ.get(f"{ENV_PREFIX}DB_URL") or None,
                                 os.environ.get(f"{ENV_PREFIX}DOMAIN") or DEFAULT_DOMAIN,
                                 os.environ.get(f"{ENV_PREFIX}STORAGE_URL") or None,
-                                os.environ.get(f"{ENV_PREFIX}RUN_WORKER", "true") == "true")
+                                os.environ.get(f"{ENV_PREFIX}RUN_WORKER", "true") == "true",
+                                os.environ.get(f"{ENV_PREFIX}BLOB_DOWNLOADS", "redirect") != "proxy")
 
     def to_env(self) -> dict[str, str]:
         return {f"{ENV_PREFIX}DATA_DIR": str(self.data_dir), f"{ENV_PREFIX}DB_URL": self.db_url,
                 f"{ENV_PREFIX}DOMAIN": self.domain, f"{ENV_PREFIX}STORAGE_URL": self.storage_url or "",
-                f"{ENV_PREFIX}RUN_WORKER": "true" if self.run_worker else "false"}
+                f"{ENV_PREFIX}RUN_WORKER": "true" if self.run_worker else "false",
+                f"{ENV_PREFIX}BLOB_DOWNLOADS": "redirect" if self.redirect_downloads else "proxy"}
 
     def remember_backends(self) -> None:
         """Record a database or store other than the defaults in the data directory."""

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from tests.support.images import make_image, push_image
 from tests.support.server import RunningServer
@@ -12,6 +15,14 @@ from tests.support.server import RunningServer
 def blob_file(server: RunningServer, digest: str) -> Path:
     algorithm, hex_digest = digest.split(":")
     return server.data_dir / "storage" / "blobs" / algorithm / hex_digest[:2] / hex_digest
+
+
+@pytest.fixture
+def fresh_server(tmp_path: Path) -> Iterator[RunningServer]:
+    """This test damages blob files, so its server keeps them on the filesystem whatever the suite runs on."""
+    running = RunningServer(tmp_path / "data", local_store=True).start()
+    yield running
+    running.stop()
 
 
 def test_fsck_reports_corrupt_and_missing_blobs(fresh_server: RunningServer) -> None:

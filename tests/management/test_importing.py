@@ -70,7 +70,7 @@ def source(server: RunningServer) -> RunningServer:
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     """A second server. The import runs in the test process over its data directory, as a worker would."""
-    running = RunningServer(tmp_path_factory.mktemp("target") / "data").start()
+    running = RunningServer(tmp_path_factory.mktemp("target") / "data", local_store=True).start()
     ctx = build_context(Settings.for_data_dir(running.data_dir))
     with ctx.engine.connect() as conn:
         registry_id = conn.execute(select(registries.c.id)).scalar_one()

@@ -42,6 +42,15 @@ from tests.support.images import (
 from tests.support.server import RunningServer
 
 
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """These tests look at blob files, so their server keeps them on the filesystem whatever the suite runs on."""
+    running = RunningServer(tmp_path_factory.mktemp("tls") / "data", extra_args=["--tls", "self-signed"],
+                            scheme="https", local_store=True).start(verify=False)
+    yield running
+    running.stop()
+
+
 @dataclass
 class Setup:
     doomed: str

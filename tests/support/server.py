@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -22,7 +23,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_database() -> str:
+def suite_database() -> str:
     """A fresh database for one server when the suite runs on PostgreSQL (CARGOHOLD_TEST_POSTGRES is the URL of
     a server, as `scripts/postgres.sh start` prints it), else "" for the embedded SQLite."""
     base = os.environ.get("CARGOHOLD_TEST_POSTGRES")
@@ -36,6 +37,17 @@ def test_database() -> str:
     return base.rsplit("/", 1)[0] + "/" + name
 
 
+def suite_storage(data_dir: Path) -> str:
+    """With CARGOHOLD_TEST_STORAGE=azure (and Azurite's AZURE_STORAGE_CONNECTION_STRING), a prefix of its own
+    in one container for each server, fixed by its data dir so a restart finds its blobs again. Those servers
+    stream blob downloads (`--blob-downloads proxy`) so the suite's plain HTTP clients see the bytes; the
+    redirect to a signed URL is exercised by skopeo in tests/scaleout and by the store contract tests."""
+    if os.environ.get("CARGOHOLD_TEST_STORAGE") != "azure":
+        return ""
+    prefix = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
+    return f"azure://cargohold-tests/{prefix}"
+
+
 @dataclass
 class RunningServer:
     data_dir: Path
@@ -45,7 +57,11 @@ class RunningServer:
     scheme: str = "http"
     db_url: str | None = None
     """The metadata database: SQLite in the data dir, unless the suite runs on PostgreSQL (see
-    `test_database`); kept across restarts."""
+    `suite_database`); kept across restarts."""
+    storage_url: str | None = None
+    """The blob store: the filesystem in the data dir unless the suite runs on a cloud store (`suite_storage`)."""
+    local_store: bool = False
+    """Keep blobs on the filesystem whatever the suite runs on: for tests that look at or damage the files."""
 
     @property
     def url(self) -> str:
@@ -72,8 +88,14 @@ class RunningServer:
     def start(self, timeout: float = 30.0, verify: str | bool = True) -> RunningServer:
         log = open(self.data_dir.parent / f"server-{self.port}.log", "ab")
         if self.db_url is None:
-            self.db_url = test_database()
+            self.db_url = suite_database()
         backend_args = ["--db-url", self.db_url] if self.db_url else []
+        if self.storage_url is None:
+            self.storage_url = "" if self.local_store else suite_storage(self.data_dir)
+        if self.storage_url:
+            backend_args += ["--storage-url", self.storage_url]
+            if self.storage_url == suite_storage(self.data_dir):
+                backend_args += ["--blob-downloads", "proxy"]
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cargohold", "serve", "--data-dir", str(self.data_dir),
              "--port", str(self.port), *backend_args, *self.extra_args],

@@ -25,7 +25,7 @@ class FileUploadWriter:
         self._fd = fd
         self.size = offset
 
-    def write(self, pieces: Sequence[bytes]) -> None:
+    def write(self, pieces: Sequence[bytes | memoryview]) -> None:
         """Append the pieces in order with as few system calls and copies as the kernel allows."""
         views = [memoryview(piece) for piece in pieces if piece]
         while views:
@@ -117,8 +117,12 @@ class FilesystemBlobStore:
             return None
         return StoredBlob(digest, size, path)
 
-    def read(self, digest: Digest, chunk_size: int) -> Iterator[bytes]:
-        yield from _read_file(self._blob_path(digest), chunk_size)
+    def read(self, digest: Digest, chunk_size: int, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        yield from _read_file(self._blob_path(digest), chunk_size, start, end)
+
+    def download_url(self, digest: Digest, ttl_seconds: int) -> str | None:
+        """None: the registry serves a file store's bytes itself (with sendfile)."""
+        return None
 
     def delete(self, digest: Digest) -> None:
         self._blob_path(digest).unlink(missing_ok=True)
@@ -134,9 +138,17 @@ class FilesystemBlobStore:
                         yield Digest(algorithm, entry.name)
 
 
-def _read_file(path: Path, chunk_size: int) -> Iterator[bytes]:
+def _read_file(path: Path, chunk_size: int, start: int = 0, end: int | None = None) -> Iterator[bytes]:
     with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
+        if start:
+            handle.seek(start)
+        remaining = None if end is None else max(0, end - start)
+        while remaining is None or remaining > 0:
+            chunk = handle.read(chunk_size if remaining is None else min(chunk_size, remaining))
+            if not chunk:
+                return
+            if remaining is not None:
+                remaining -= len(chunk)
             yield chunk
 
 

@@ -44,13 +44,18 @@ def serve(
     storage_url: Annotated[str | None, typer.Option(
         help="Blob store: azure://<container>, s3://<bucket>/<prefix> (default: the filesystem under --data-dir); "
              "see docs/storage.md.")] = None,
+    blob_downloads: Annotated[str, typer.Option(
+        help="With a cloud store: 'redirect' clients to a short-lived signed URL (as ACR does) or 'proxy' the "
+             "bytes through the server.")] = "redirect",
     worker: Annotated[bool, typer.Option(help="Also run background jobs (webhook deliveries, imports) in this "
                                               "process; turn off when `cargohold worker` runs them.")] = True,
 ) -> None:
     """Run the registry. With no options: SQLite and a filesystem store under ./data, HTTP on 127.0.0.1:5000."""
     from cargohold.config import Settings
 
-    settings = Settings.for_data_dir(data_dir, db_url, domain, storage_url, worker)
+    if blob_downloads not in ("redirect", "proxy"):
+        raise typer.BadParameter("redirect or proxy", param_hint="--blob-downloads")
+    settings = Settings.for_data_dir(data_dir, db_url, domain, storage_url, worker, blob_downloads == "redirect")
     if not settings.data_dir.exists():
         settings.data_dir.mkdir(parents=True, mode=0o700)
     cert, key, ca = _tls_files(settings, host, tls, tls_cert, tls_key)
@@ -63,6 +68,7 @@ def serve(
     from cargohold.db.migrate import upgrade
     from cargohold.security.master_key import load_sealer
 
+    _check_store(settings)
     settings.remember_backends()
     upgrade(settings.db_url)
     engine = make_engine(settings.db_url)
@@ -82,6 +88,20 @@ def serve(
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, argv, {**os.environ, **SERVER_ENVIRONMENT, **settings.to_env()})
+
+
+def _check_store(settings: Settings) -> None:
+    """Open the blob store once before serving (creating a missing container or bucket), so a wrong URL or an
+    unreachable store is a clear message now rather than failed pushes later."""
+    from cargohold.blobs.factory import StorageUrlError, redacted, store_from_url
+
+    try:
+        store_from_url(settings.storage_url, settings.blob_root)
+    except StorageUrlError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--storage-url") from None
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the store ends start-up with its message
+        typer.echo(f"error: cannot open the blob store {redacted(settings.storage_url)}: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _tls_files(settings: Settings, host: str, tls: str | None, cert: Path | None,

@@ -25,6 +25,8 @@ class RegistryContext:
     engine: Engine
     store: BlobStore
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(32, "cargohold-io"))
+    redirect_downloads: bool = True
+    """Answer blob GETs from a cloud store with a redirect to a signed URL (as ACR does), or stream them."""
     _loop_connection: Connection | None = field(default=None, init=False, repr=False)
     _listener: ChangeListener | None = field(default=None, init=False, repr=False)
     cache: FreshCache = field(init=False, repr=False)

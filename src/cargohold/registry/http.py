@@ -10,8 +10,9 @@ from urllib.parse import urlencode
 
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
+from cargohold.blobs.store import BlobStore
 from cargohold.oci.digest import Digest
 from cargohold.oci.errors import RegistryError, pagination_invalid, too_large
 from cargohold.oci.reference import validate_name
@@ -141,3 +142,25 @@ def check_range(header: str | None, size: int) -> None:
     if unsatisfiable:
         raise RegistryError("SIZE_INVALID", "requested range not satisfiable",
                             416, {"range": header[:100], "size": size}, headers={"Content-Range": f"bytes */{size}"})
+
+
+def proxied_blob(store: BlobStore, digest: Digest, size: int, range_header: str | None,
+                 headers: dict[str, str]) -> Response:
+    """Stream a blob the store cannot hand to the kernel (a cloud store without redirects), honouring one
+    byte range as a file response would."""
+    start, end = 0, size
+    status = 200
+    match = _RANGE.match(range_header.strip()) if range_header else None
+    if match is not None:
+        first, last = match.groups()
+        if first:
+            start, end = int(first), min(size, int(last) + 1) if last else size
+        else:
+            start, end = max(0, size - int(last)), size
+        status = 206
+        headers = {**headers, "Content-Range": f"bytes {start}-{end - 1}/{size}"}
+    return StreamingResponse(store.read(digest, PROXY_CHUNK, start, end), status,
+                             {**headers, "Content-Length": str(end - start)}, media_type="application/octet-stream")
+
+
+PROXY_CHUNK = 1024 * 1024

@@ -28,12 +28,16 @@ from cargohold.registry.http import (
     digest_from,
     next_link,
     page_size,
+    proxied_blob,
     read_limited,
     repository,
 )
 from cargohold.registry.locks import disallowed
 from cargohold.registry.repositories import RepositoryRef
 from cargohold.registry.uploads import Uploads, UploadState, parse_content_range
+
+DOWNLOAD_URL_SECONDS = 20 * 60
+"""How long a redirect to a cloud store's signed URL stays usable: long enough to start a large layer."""
 
 
 class BlobFileResponse(FileResponse):
@@ -101,7 +105,16 @@ class RegistryRoutes:
         check_range(request.headers.get("range"), stored.size)
         headers = {"Docker-Content-Digest": str(digest), "Accept-Ranges": "bytes", "ETag": f'"{digest}"',
                    "Cache-Control": "max-age=31536000"}
-        return BlobFileResponse(stored.path, headers=headers, media_type="application/octet-stream")
+        if stored.path is not None:
+            return BlobFileResponse(stored.path, headers=headers, media_type="application/octet-stream")
+        if request.method == "HEAD":
+            return Response(None, 200, {**headers, "Content-Length": str(stored.size)},
+                            media_type="application/octet-stream")
+        if self.ctx.redirect_downloads:
+            url = await self.ctx.run(self.ctx.store.download_url, digest, DOWNLOAD_URL_SECONDS)
+            if url is not None:
+                return Response(None, 307, {"Location": url, "Docker-Content-Digest": str(digest)})
+        return proxied_blob(self.ctx.store, digest, stored.size, request.headers.get("range"), headers)
 
     async def delete_blob(self, request: Request) -> Response:
         ref, access = await self._repository(request, DELETE)

@@ -18,7 +18,7 @@ from threading import Lock
 
 from sqlalchemy import delete, insert, select, update
 
-from cargohold.blobs.store import UploadOffsetMismatch, UploadWriter
+from cargohold.blobs.store import UploadConflict, UploadOffsetMismatch, UploadWriter
 from cargohold.db.engine import lock_digest, write_transaction
 from cargohold.db.tables import repositories, uploads
 from cargohold.oci.digest import Digest
@@ -132,7 +132,10 @@ class Uploads:
         if expected is not None and received != expected:
             await self.ctx.run(writer.close)
             raise size_invalid(f"expected {expected} bytes, received {received}")
-        new_size = await self.ctx.run(writer.finish)
+        try:
+            new_size = await self.ctx.run(writer.finish)
+        except UploadConflict:
+            raise changed_concurrently(upload_id) from None
         await self.ctx.run(self._record_size, upload_id, state.size, new_size)
         self._hashes.put(upload_id, new_size, running)
         return UploadState(upload_id, new_size)
@@ -143,6 +146,8 @@ class Uploads:
         except (FileNotFoundError, UploadOffsetMismatch):
             self._forget(upload_id)
             raise blob_upload_unknown(upload_id) from None
+        except UploadConflict:
+            raise changed_concurrently(upload_id) from None
         running = self._hashes.take(upload_id, size) or self._rehash(upload_id, RUNNING_ALGORITHM, size)
         return writer, running
 
@@ -195,8 +200,7 @@ class Uploads:
                 .values(size=new_size, updated_at=utcnow())
             ).rowcount
         if not changed:
-            raise RegistryError("BLOB_UPLOAD_INVALID", "upload was changed concurrently", 409,
-                                {"uuid": upload_id})
+            raise changed_concurrently(upload_id)
 
     async def complete(self, ref: RepositoryRef, upload_id: str, digest: Digest, body: AsyncIterator[bytes] | None,
                        content_range: ContentRange | None, content_length: int | None) -> Digest:
@@ -240,6 +244,10 @@ class Uploads:
         with write_transaction(self.ctx.engine) as conn:
             conn.execute(delete(uploads).where(uploads.c.id == upload_id))
         self.ctx.store.discard_upload(upload_id)
+
+
+def changed_concurrently(upload_id: str) -> RegistryError:
+    return RegistryError("BLOB_UPLOAD_INVALID", "upload was changed concurrently", 409, {"uuid": upload_id})
 
 
 def parse_content_range(header: str | None) -> ContentRange | None:
