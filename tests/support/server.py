@@ -95,7 +95,7 @@ class RunningServer:
         if self.storage_url:
             backend_args += ["--storage-url", self.storage_url]
             if self.storage_url == suite_storage(self.data_dir):
-                backend_args += ["--blob-downloads", "proxy"]
+                backend_args += ["--blob-downloads", os.environ.get("CARGOHOLD_TEST_BLOB_DOWNLOADS", "proxy")]
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cargohold", "serve", "--data-dir", str(self.data_dir),
              "--port", str(self.port), *backend_args, *self.extra_args],
