@@ -18,8 +18,9 @@ import httpx
 from sqlalchemy import delete, insert, select
 
 from cargohold.db.engine import write_transaction
+from cargohold.events.record import WEBHOOK_JOB
 from cargohold.events.tables import delivery_attempts, events
-from cargohold.jobs.queue import Job
+from cargohold.jobs.queue import Job, pending_payloads
 from cargohold.jobs.worker import JobFailed
 from cargohold.management.tables import webhooks
 from cargohold.registry.context import RegistryContext, utcnow
@@ -75,7 +76,7 @@ class WebhookDelivery:
         try:
             response = await self._http().post(owed.service_uri, content=owed.body.encode(), headers=headers)
         except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
+            error = (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)[:500]
         duration_ms = int((time.perf_counter() - started) * 1000)
         await self.ctx.run(self._record, job, event_id, webhook_id, owed, headers, response, error, duration_ms)
         if response is None or not 200 <= response.status_code < 300:
@@ -90,10 +91,13 @@ class WebhookDelivery:
     def _load(self, event_id: int, webhook_id: int) -> _Owed | None:
         """What to send; None when the webhook or the event is gone (deleted, or pruned), which ends the job."""
         with self.ctx.engine.connect() as conn:
-            sealed = conn.execute(select(webhooks.c.callback_sealed).where(webhooks.c.id == webhook_id)).scalar()
-            body = conn.execute(select(events.c.payload).where(events.c.id == event_id)).scalar()
-        if sealed is None or body is None:
+            hook = conn.execute(select(webhooks.c.callback_sealed, webhooks.c.registry_id)
+                                .where(webhooks.c.id == webhook_id)).first()
+            event = conn.execute(select(events.c.payload, events.c.registry_id)
+                                 .where(events.c.id == event_id)).first()
+        if hook is None or event is None or hook.registry_id != event.registry_id:
             return None
+        sealed, body = hook.callback_sealed, event.payload
         callback = json.loads(self.sealer.unseal(sealed))
         return _Owed(callback["serviceUri"], callback["customHeaders"], body)
 
@@ -110,10 +114,11 @@ class WebhookDelivery:
                 error=error, duration_ms=duration_ms, at=utcnow()))
 
     def prune(self) -> None:
-        """Events older than the retention period go, with their delivery history."""
+        """Events older than the retention period go, with their delivery history, unless still owed."""
         cutoff = utcnow() - timedelta(days=self.settings.retention_days)
         with write_transaction(self.ctx.engine) as conn:
-            conn.execute(delete(events).where(events.c.created_at < cutoff))
+            owed = {int(payload["event"]) for payload in pending_payloads(conn, WEBHOOK_JOB)}
+            conn.execute(delete(events).where(events.c.created_at < cutoff, events.c.id.not_in(owed)))
 
     async def close(self) -> None:
         if self._client is not None:

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from cargohold.events.tables import delivery_attempts, events
+from cargohold.management.fields import iso
 
 PAGE = 100
 
@@ -41,5 +42,5 @@ def _attempt_json(row: Any) -> dict[str, Any]:
         "eventResponseMessage": response,
         "attempt": row.attempt,
         "durationMs": row.duration_ms,
-        "timestamp": row.at.isoformat(),
+        "timestamp": iso(row.at),
     }

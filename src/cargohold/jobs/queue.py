@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from cargohold.jobs.tables import jobs
@@ -102,3 +102,13 @@ def fail(conn: Connection, job: Job, error: str, backoff: timedelta, *, permanen
 def job_status(conn: Connection, job_id: int) -> tuple[str, str | None] | None:
     row = conn.execute(select(jobs.c.status, jobs.c.last_error).where(jobs.c.id == job_id)).first()
     return (row.status, row.last_error) if row else None
+
+
+def cancel_jobs(conn: Connection, ordering_key: str) -> int:
+    """Drop the pending jobs of an ordering key (their subject is gone)."""
+    return conn.execute(delete(jobs).where(jobs.c.ordering_key == ordering_key, jobs.c.status == PENDING)).rowcount
+
+
+def pending_payloads(conn: Connection, kind: str) -> list[dict[str, Any]]:
+    return [json.loads(payload) for payload in conn.execute(
+        select(jobs.c.payload).where(jobs.c.kind == kind, jobs.c.status == PENDING)).scalars()]

@@ -66,7 +66,7 @@ class JobWorker:
         self._wake = asyncio.Event()
         self._running: dict[int, asyncio.Task[None]] = {}
         self._stopping = False
-        self._last_cleanup = 0.0
+        self._last_cleanup: float | None = None
 
     def wake(self) -> None:
         """Look for work now rather than at the next poll."""
@@ -96,7 +96,7 @@ class JobWorker:
         room = self.settings.concurrency - len(self._running)
         kinds = list(self.handlers)
         loop = asyncio.get_running_loop()
-        if loop.time() - self._last_cleanup > 3600:
+        if self._last_cleanup is None or loop.time() - self._last_cleanup > 3600:
             self._last_cleanup = loop.time()
             await self.ctx.run(self._clean_up)
         if room <= 0 or not await self.ctx.read(queue.work_is_due, utcnow(), kinds):

@@ -31,8 +31,9 @@ webhooks = Table(
     Column("tags", Text, nullable=False, default="{}"),
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("registry_id", "name"),
+    sqlite_autoincrement=True,
 )
-"""A registry's webhooks. The service URI and custom headers may hold secrets (ACR shows them only through
+"""A registry's webhooks. Ids are never reused: delivery jobs name their webhook by id. The service URI and custom headers may hold secrets (ACR shows them only through
 `getCallbackConfig`), so they are kept together as one JSON document sealed with the master key."""
 
 replications = Table(

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Row
 
+from cargohold.jobs.queue import cancel_jobs
 from cargohold.management import skus
 from cargohold.management.arm import ArmError, invalid, not_found
 from cargohold.management.fields import tags_of
@@ -123,8 +124,14 @@ def update_webhook(conn: Connection, sealer: Sealer, registry: Registry, name: s
 
 
 def delete_webhook(conn: Connection, registry: Registry, name: str) -> bool:
-    return bool(conn.execute(delete(webhooks).where(webhooks.c.registry_id == registry.id,
-                                                    func.lower(webhooks.c.name) == name.lower())).rowcount)
+    """Delete the webhook and the deliveries still owed to it."""
+    try:
+        hook = get_webhook(conn, registry, name)
+    except ArmError:
+        return False
+    cancel_jobs(conn, f"webhook:{hook.id}")
+    conn.execute(delete(webhooks).where(webhooks.c.id == hook.id))
+    return True
 
 
 def webhook_json(registry: Registry, hook: Webhook) -> dict[str, Any]:

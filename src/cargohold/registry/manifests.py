@@ -216,6 +216,8 @@ def delete_manifest(ctx: RegistryContext, ref: RepositoryRef, reference: str,
             if found is None:
                 raise manifest_unknown(reference)
             locks.check_manifest_deletable(conn, found.id)
+            chart_version = conn.execute(select(tags.c.name).where(tags.c.manifest_id == found.id)
+                                         .order_by(tags.c.name).limit(1)).scalar_one_or_none()
             conn.execute(delete(manifests).where(manifests.c.id == found.id))
             tag_name = None
         else:
@@ -230,11 +232,12 @@ def delete_manifest(ctx: RegistryContext, ref: RepositoryRef, reference: str,
             locks.check_tag_deletable(tag, tag.manifest_write_enabled)
             conn.execute(delete(tags).where(tags.c.repository_id == repository_id, tags.c.name == reference))
             found, tag_name = tag, reference
+            chart_version = reference
         touch_repository(conn, repository_id, utcnow())
         chart = is_chart(found.config_media_type)
         record_event(conn, ref.registry_id, CHART_DELETE if chart else DELETE, Target(
             ref.name, tag_name, found.digest if tag_name else reference, found.media_type, found.size,
-            *((ref.name.rsplit("/", 1)[-1], tag_name) if chart else (None, None))),
+            *((ref.name.rsplit("/", 1)[-1], chart_version) if chart else (None, None))),
             origin or RequestOrigin.internal("cargohold", "DELETE"))
 
 

@@ -89,7 +89,8 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['registry_id'], ['registries.id'], name=op.f('fk_webhooks_registry_id_registries'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_webhooks')),
-    sa.UniqueConstraint('registry_id', 'name', name=op.f('uq_webhooks_registry_id_name'))
+    sa.UniqueConstraint('registry_id', 'name', name=op.f('uq_webhooks_registry_id_name')),
+    sqlite_autoincrement=True
     )
     op.create_table('delivery_attempts',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
