@@ -281,7 +281,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> str:
     log(f"report written to {args.out} (+ {args.out.with_suffix('.json').name})")
     if args.docs is not None:
         args.docs.parent.mkdir(parents=True, exist_ok=True)
-        args.docs.write_text(docs.render_docs(info, results))
+        args.docs.write_text(docs.keep_foreign_sections(args.docs, docs.render_docs(info, results)))
         log(f"summary written to {args.docs}")
     return markdown
 
@@ -294,7 +294,7 @@ def rerender(args: argparse.Namespace) -> str:
         args.out.write_text(markdown)
         log(f"report rewritten: {args.out} (from {args.render_from})")
     if args.docs is not None:
-        args.docs.write_text(docs.render_docs(info, results))
+        args.docs.write_text(docs.keep_foreign_sections(args.docs, docs.render_docs(info, results)))
         log(f"summary rewritten: {args.docs} (from {args.render_from})")
     return markdown
 

@@ -7,6 +7,7 @@ bench/results/latest.md keeps the full per-test detail of the same run.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from .measure import LoadResult, Samples
 from .report import (
@@ -446,3 +447,19 @@ def render_docs(info: RunInfo, results: list[TargetResult]) -> str:
 
 
 __all__ = ["auth_ratio_rows", "render_docs", "target_rows"]
+
+
+FOREIGN_MARK = "bench/run.py does not"
+
+
+def keep_foreign_sections(path: Path, rendered: str) -> str:
+    """The page as rendered, followed by the sections other scripts wrote into it (those whose opening comment
+    says bench/run.py does not write them), so rerunning this script leaves them in place."""
+    try:
+        lines = path.read_text().splitlines(keepends=True)
+    except OSError:
+        return rendered
+    for index, line in enumerate(lines[:-2]):
+        if line.startswith("## ") and any(FOREIGN_MARK in later for later in lines[index + 1:index + 3]):
+            return rendered.rstrip("\n") + "\n\n" + "".join(lines[index:])
+    return rendered

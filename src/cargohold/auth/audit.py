@@ -82,7 +82,7 @@ class AuditLog:
         if not batch:
             return
         try:
-            with write_transaction(self.engine) as conn:
+            with write_transaction(self.engine, signal=False) as conn:
                 conn.execute(insert(audit_events), [event.row() for event in batch])
         except Exception:
             log.exception("could not write %d audit records", len(batch))

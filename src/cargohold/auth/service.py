@@ -155,7 +155,7 @@ class AuthService:
             return identities.authenticate(conn, registry.id, registry.name, username, password)
 
     def record_failure(self, key: str) -> None:
-        with write_transaction(self.ctx.engine) as conn:
+        with write_transaction(self.ctx.engine, signal=False) as conn:
             throttle.record_failure(conn, key)
 
     async def _verify_basic(self, request: Request, registry: RegistryRecord, client_ip: str,

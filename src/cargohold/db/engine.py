@@ -53,12 +53,15 @@ def make_engine(url: str) -> Engine:
 
 
 @contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
+def write_transaction(engine: Engine, *, signal: bool = True) -> Iterator[Connection]:
+    """A write transaction. `signal=False` is for writes no cached answer depends on (audit records, the job
+    queue's bookkeeping): they do not tell other processes to empty their caches."""
     with engine.execution_options(immediate=True).begin() as connection:
-        if connection.dialect.name == "postgresql":
+        if signal and connection.dialect.name == "postgresql":
             connection.exec_driver_sql(f"NOTIFY {CHANNEL}")
         yield connection
-    local_writes.bump()
+    if signal:
+        local_writes.bump()
 
 
 def lock_name(connection: Connection, name: str) -> None:

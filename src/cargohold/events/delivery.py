@@ -103,7 +103,7 @@ class WebhookDelivery:
 
     def _record(self, job: Job, event_id: int, webhook_id: int, owed: _Owed, headers: dict[str, str],
                 response: httpx.Response | None, error: str | None, duration_ms: int) -> None:
-        with write_transaction(self.ctx.engine) as conn:
+        with write_transaction(self.ctx.engine, signal=False) as conn:
             conn.execute(insert(delivery_attempts).values(
                 event_id=event_id, job_id=job.id, webhook_id=webhook_id, attempt=job.attempt,
                 request_uri=owed.service_uri, request_headers=json.dumps(headers), request_body=owed.body,

@@ -105,7 +105,7 @@ class JobWorker:
             self._running[job.id] = asyncio.create_task(self._run(job))
 
     def _claim(self, kinds: list[str], limit: int, skip: set[int]) -> list[queue.Job]:
-        with write_transaction(self.ctx.engine) as conn:
+        with write_transaction(self.ctx.engine, signal=False) as conn:
             return queue.claim(conn, kinds, limit, self.settings.lease, skip)
 
     async def _run(self, job: queue.Job) -> None:
@@ -128,11 +128,11 @@ class JobWorker:
             self._wake.set()
 
     def _record_success(self, job: queue.Job) -> None:
-        with write_transaction(self.ctx.engine) as conn:
+        with write_transaction(self.ctx.engine, signal=False) as conn:
             queue.succeed(conn, job)
 
     def _record_failure(self, job: queue.Job, error: str, backoff: timedelta, permanent: bool) -> bool:
-        with write_transaction(self.ctx.engine) as conn:
+        with write_transaction(self.ctx.engine, signal=False) as conn:
             return queue.fail(conn, job, error, backoff, permanent=permanent)
 
     async def _renew_leases(self) -> None:
@@ -143,13 +143,13 @@ class JobWorker:
                     await self.ctx.run(self._renew, list(self._running))
 
     def _renew(self, job_ids: list[int]) -> None:
-        with write_transaction(self.ctx.engine) as conn:
+        with write_transaction(self.ctx.engine, signal=False) as conn:
             conn.execute(update(jobs).where(jobs.c.id.in_(job_ids), jobs.c.status == queue.PENDING)
                          .values(leased_until=utcnow() + self.settings.lease))
 
     def _clean_up(self) -> None:
         cutoff = utcnow() - self.settings.keep_finished
-        with write_transaction(self.ctx.engine) as conn:
+        with write_transaction(self.ctx.engine, signal=False) as conn:
             conn.execute(delete(jobs).where(jobs.c.status != queue.PENDING, jobs.c.finished_at < cutoff))
         for chore in self.housekeeping:
             try:

@@ -126,6 +126,12 @@ def upgrade() -> None:
 
 
 
+    if op.get_bind().dialect.name == "postgresql":
+        # Byte order for the spec's lexical listings, in the columns themselves so their indexes serve it.
+        op.execute('ALTER TABLE repositories ALTER COLUMN name TYPE VARCHAR(256) COLLATE "C"')
+        op.execute('ALTER TABLE tags ALTER COLUMN name TYPE VARCHAR(128) COLLATE "C"')
+
+
 def downgrade() -> None:
     with op.batch_alter_table('registries', schema=None) as batch_op:
         batch_op.drop_column('settings')
