@@ -21,7 +21,7 @@ from cargohold.auth import identities, jwt_tokens, keys, throttle
 from cargohold.auth.audit import AuditEvent, AuditLog
 from cargohold.auth.network import NetworkPolicy, load_policy
 from cargohold.auth.permissions import Scope, intersect
-from cargohold.auth.principals import ANONYMOUS, ANONYMOUS_PRINCIPAL, Principal
+from cargohold.auth.principals import ANONYMOUS, ANONYMOUS_PRINCIPAL, TOKEN, Principal
 from cargohold.auth.roles import grants_for
 from cargohold.db.engine import write_transaction
 from cargohold.management.registries import RegistryRecord, resolve_registry
@@ -161,14 +161,16 @@ class AuthService:
     async def _verify_basic(self, request: Request, registry: RegistryRecord, client_ip: str,
                             credential: str) -> Principal | None:
         """Basic credentials, argon2-checked once and then remembered until the metadata changes (a new password,
-        a disabled token), so a changed secret stops working on the next request."""
+        a disabled identity), so a changed secret stops working on the next request. A token's password may also
+        expire with no change at all, so tokens are checked every time (the argon2 result itself is remembered
+        by `passwords`, so that costs one query)."""
         username, password = decode_basic(credential)
         cache_key = ("basic", hashlib.sha256(f"{registry.id}\0{username}\0{password}".encode()).digest())
         cached = self._settings.lookup(cache_key)
         if isinstance(cached, Principal):
             return cached
         principal = await self.check_password(registry, client_ip, username, password)
-        if principal is not None:
+        if principal is not None and principal.kind != TOKEN:
             self._settings.store(cache_key, principal, 256)
         return principal
 
