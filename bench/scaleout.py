@@ -914,16 +914,12 @@ NOTES_LOAD: list[str] = [
         "the pushed manifest."
     ),
     (
-        "- **Cache flushes from the audit log (a server issue this benchmark found):** each node writes its queued "
-        "pull records to the audit log once a second, in a write transaction, and every write transaction sends "
-        "`NOTIFY cargohold_metadata`. So under pull load every node empties its whole metadata cache once a second "
-        "*per node* (column cache flushes/s: 1, 2, 3), and the requests in flight (32 here) then all miss at once "
-        "and read PostgreSQL through the thread pool. That is where the p99 of ~100 ms comes from while p50 stays "
-        "at a few ms. Checked by hand (not in this run): with the audit flush patched not to send NOTIFY, one node "
-        "direct with a bearer token went from p99 82–103 ms to 7–23 ms and from 11.3k–12.5k to 12.7k–14.0k req/s "
-        "(two runs each, interleaved, on a busy machine). On SQLite the flush empties the cache too, but refilling "
-        "it costs ~17 µs inline reads, so `bench/run.py`'s p99 stays at a few ms. Audit rows change nothing any "
-        "cache holds; writing them without the change signal would remove this."
+        "- **Cache flushes (found by the first run of this benchmark, fixed since):** each node writes its pull "
+        "audit records once a second, and every write transaction used to send `NOTIFY cargohold_metadata`, so "
+        "under pull load every node emptied its whole metadata cache once a second per node and the 32 requests "
+        "in flight all missed at once: p99 was 93–133 ms with p50 at a few ms. Audit records, login failures and "
+        "the job queue's bookkeeping now write without the change signal (column cache flushes/s: 0), and p99 is "
+        "4–31 ms. On SQLite every write still changes `data_version`, but refills are ~17 µs inline reads."
     ),
 ]
 NOTES_LISTING: list[str] = [
@@ -932,19 +928,12 @@ NOTES_LISTING: list[str] = [
         "indexes serve `ORDER BY name … LIMIT n+1` after `name > last` directly."
     ),
     (
-        "- **PostgreSQL is not flat (a server issue this benchmark found).** cargohold orders names with "
-        '`COLLATE "C"` (byte order, as the spec asks; `db/engine.py:binary_order`), but the indexes use the '
-        "database's default collation, so PostgreSQL cannot use them for that order: it reads all of the repository's "
-        "tags (for the catalog: all repositories, hash-joined with `manifests`) and sorts them for the top n. By hand, "
-        "`EXPLAIN ANALYZE` at 100k: a tags page 17 ms (Seq Scan + top-N heapsort) against 0.05 ms for the same query "
-        "without the COLLATE; the catalog's first page 50 ms against 0.18 ms. Expression indexes "
-        '`tags (repository_id, (name COLLATE "C"))` and `repositories (registry_id, (name COLLATE "C"))` made the '
-        "COLLATE queries 0.07 ms and 0.15 ms (tried on the benchmark's database; cargohold does not have them). "
-        'Declaring those name columns `COLLATE "C"` on PostgreSQL would do the same.'
-    ),
-    (
-        "- On PostgreSQL the last pages cost less than the first ones because `name > last` leaves few rows to sort; "
-        "the scan of every row remains."
+        "- **PostgreSQL is flat too (fixed after the first run of this benchmark).** cargohold orders names in "
+        'byte order (`COLLATE "C"`, as the spec asks), and the first run found the name indexes in the database\'s '
+        "default collation, so every page read and sorted all rows: at 100k a tags page took 19 ms and the "
+        "catalog's first page 96 ms. Migration 0002 now declares `repositories.name` and `tags.name` "
+        '`COLLATE "C"` on PostgreSQL, so the unique indexes serve the order (`EXPLAIN`: an index-only scan, '
+        "0.06 ms at 50k repositories)."
     ),
     (
         "- The repeated first tags page is answered from the node's cache on both databases (about half a "
