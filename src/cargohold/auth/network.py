@@ -10,11 +10,10 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.engine import Connection
 
 from cargohold.auth.tables import network_rules
-from cargohold.db.tables import registries
 from cargohold.registry.context import utcnow
 
 ALLOW, PROXY = "allow", "proxy"
@@ -87,18 +86,6 @@ def list_rules(conn: Connection, registry_id: int) -> list[dict[str, str]]:
     rows = conn.execute(select(network_rules.c.kind, network_rules.c.cidr)
                         .where(network_rules.c.registry_id == registry_id).order_by(network_rules.c.id))
     return [{"kind": r.kind, "cidr": r.cidr} for r in rows]
-
-
-def set_network_access(conn: Connection, registry_id: int, *, public_access: bool | None = None,
-                       default_action: str | None = None) -> None:
-    values: dict[str, object] = {"updated_at": utcnow()}
-    if public_access is not None:
-        values["public_network_access"] = public_access
-    if default_action is not None:
-        if default_action not in ("Allow", "Deny"):
-            raise ValueError("the default action is Allow or Deny")
-        values["network_default_action"] = default_action
-    conn.execute(update(registries).where(registries.c.id == registry_id).values(**values))
 
 
 def _within(address: str, networks: tuple[Network, ...]) -> bool:
