@@ -108,6 +108,13 @@ class ManagementRoutes:
 
     # plumbing ---------------------------------------------------------------------------------------------------
 
+    async def _query(self, work: Work) -> Any:
+        """Run `work` on a plain connection: reads take no write lock and send no change signal."""
+        def run() -> Any:
+            with self.ctx.engine.connect() as conn:
+                return work(conn)
+        return await self.ctx.run(run)
+
     async def _write(self, work: Work) -> Any:
         def run() -> Any:
             with write_transaction(self.ctx.engine) as conn:
@@ -158,7 +165,7 @@ class ManagementRoutes:
         def work(conn: Connection) -> list[dict[str, Any]]:
             return [resources.registry_json(conn, r) for r in resources.list_registries(conn, subscription, group)
                     if has_role(conn, principal, r.id, READ_ROLES)]
-        return JSONResponse(page(await self._write(work)))
+        return JSONResponse(page(await self._query(work)))
 
     async def check_name(self, request: Request) -> Response:
         principal = await self.access.principal(request)
@@ -167,11 +174,11 @@ class ManagementRoutes:
         if body.get("type") not in (None, f"{PROVIDER}/registries"):
             raise invalid(f"type must be {PROVIDER}/registries")
         name = body.get("name")
-        return JSONResponse(await self._write(lambda conn: resources.name_status(conn, str(name or ""))))
+        return JSONResponse(await self._query(lambda conn: resources.name_status(conn, str(name or ""))))
 
     async def get_registry(self, request: Request) -> Response:
         _, registry = await self._registry(request, "registries/read", write=False)
-        return JSONResponse(await self._write(lambda conn: resources.registry_json(conn, registry)))
+        return JSONResponse(await self._query(lambda conn: resources.registry_json(conn, registry)))
 
     async def put_registry(self, request: Request) -> Response:
         principal = await self.access.principal(request)
@@ -228,7 +235,7 @@ class ManagementRoutes:
 
     async def list_credentials(self, request: Request) -> Response:
         _, registry = await self._registry(request, "registries/listCredentials/action", write=True)
-        return JSONResponse(await self._write(lambda conn: self._credentials(conn, registry)))
+        return JSONResponse(await self._query(lambda conn: self._credentials(conn, registry)))
 
     def _credentials(self, conn: Connection, registry: resources.Registry) -> dict[str, Any]:
         current = _current(conn, registry)
@@ -256,7 +263,7 @@ class ManagementRoutes:
 
     async def list_usages(self, request: Request) -> Response:
         _, registry = await self._registry(request, "registries/listUsages/read", write=False)
-        return JSONResponse(page(await self._write(lambda conn: usage.usages(conn, registry))))
+        return JSONResponse(page(await self._query(lambda conn: usage.usages(conn, registry))))
 
     async def generate_credentials(self, request: Request) -> Response:
         principal, registry = await self._registry(request, "registries/generateCredentials/action", write=True)
@@ -316,13 +323,13 @@ class ManagementRoutes:
 
     async def list_webhooks(self, request: Request) -> Response:
         _, registry = await self._registry(request, "webhooks/read", write=False)
-        return JSONResponse(page(await self._write(lambda conn: [
+        return JSONResponse(page(await self._query(lambda conn: [
             webhooks.webhook_json(registry, h) for h in webhooks.list_webhooks(conn, registry)])))
 
     async def get_webhook(self, request: Request) -> Response:
         _, registry = await self._registry(request, "webhooks/read", write=False)
         child = request.path_params["child"]
-        return JSONResponse(await self._write(lambda conn: webhooks.webhook_json(
+        return JSONResponse(await self._query(lambda conn: webhooks.webhook_json(
             registry, webhooks.get_webhook(conn, registry, child))))
 
     async def put_webhook(self, request: Request) -> Response:
@@ -352,7 +359,7 @@ class ManagementRoutes:
     async def callback_config(self, request: Request) -> Response:
         _, registry = await self._registry(request, "webhooks/getCallbackConfig/action", write=True)
         child = request.path_params["child"]
-        callback = await self._write(lambda conn: webhooks.callback_config(conn, self.auth.sealer, registry, child))
+        callback = await self._query(lambda conn: webhooks.callback_config(conn, self.auth.sealer, registry, child))
         return JSONResponse({"serviceUri": callback.service_uri, "customHeaders": callback.custom_headers})
 
     async def ping_webhook(self, request: Request) -> Response:
@@ -379,27 +386,24 @@ class ManagementRoutes:
         def work(conn: Connection) -> tuple[list[dict[str, Any]], int | None]:
             hook = webhooks.get_webhook(conn, registry, child)
             return history.list_attempts(conn, hook.id, before)
-        values, more = await self.ctx.run(self._read, work)
+        values, more = await self._query(work)
         next_link = None
         if more is not None:
             next_link = str(request.url.include_query_params(**{"$skipToken": str(more)}))
         return JSONResponse(page(values, next_link))
 
-    def _read(self, work: Work) -> Any:
-        with self.ctx.engine.connect() as conn:
-            return work(conn)
 
     # replications -----------------------------------------------------------------------------------------------
 
     async def list_replications(self, request: Request) -> Response:
         _, registry = await self._registry(request, "replications/read", write=False)
-        return JSONResponse(page(await self._write(lambda conn: [
+        return JSONResponse(page(await self._query(lambda conn: [
             replications.replication_json(registry, r) for r in replications.list_replications(conn, registry)])))
 
     async def get_replication(self, request: Request) -> Response:
         _, registry = await self._registry(request, "replications/read", write=False)
         child = request.path_params["child"]
-        return JSONResponse(await self._write(lambda conn: replications.replication_json(
+        return JSONResponse(await self._query(lambda conn: replications.replication_json(
             registry, replications.get_replication(conn, registry, child))))
 
     async def put_replication(self, request: Request) -> Response:
@@ -434,7 +438,7 @@ class ManagementRoutes:
         def work(conn: Connection) -> list[dict[str, Any]]:
             return [token_resources.scope_map_json(registry, m, token_resources.scope_map_created(conn, m))
                     for m in list_scope_maps(conn, registry.id)]
-        return JSONResponse(page(await self._write(work)))
+        return JSONResponse(page(await self._query(work)))
 
     async def get_scope_map(self, request: Request) -> Response:
         _, registry = await self._registry(request, "scopeMaps/read", write=False)
@@ -443,7 +447,7 @@ class ManagementRoutes:
         def work(conn: Connection) -> dict[str, Any]:
             mapping = token_resources.get_scope_map(conn, registry, child)
             return token_resources.scope_map_json(registry, mapping, token_resources.scope_map_created(conn, mapping))
-        return JSONResponse(await self._write(work))
+        return JSONResponse(await self._query(work))
 
     async def put_scope_map(self, request: Request) -> Response:
         return await self._change_scope_map(request, put=True)
@@ -480,12 +484,12 @@ class ManagementRoutes:
 
         def work(conn: Connection) -> list[dict[str, Any]]:
             return [token_resources.token_json(registry, t) for t in list_tokens(conn, registry.id)]
-        return JSONResponse(page(await self._write(work)))
+        return JSONResponse(page(await self._query(work)))
 
     async def get_token(self, request: Request) -> Response:
         _, registry = await self._registry(request, "tokens/read", write=False)
         child = request.path_params["child"]
-        return JSONResponse(await self._write(lambda conn: token_resources.token_json(
+        return JSONResponse(await self._query(lambda conn: token_resources.token_json(
             registry, token_resources.get_token(conn, registry, child))))
 
     async def put_token(self, request: Request) -> Response:
