@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from .measure import LoadResult, MeasurementError, parse_wrk
+from .measure import LoadResult, MeasurementError, parse_wrk, wrk_argv
 from .procs import (
     ManagedProcess,
     _read_stat,
@@ -532,16 +532,7 @@ def run_wrk_measured(
     url: str, script: Path, duration_s: int, connections: int, threads: int, cpu: CpuWindow
 ) -> WrkRun:
     """wrk as bench/run.py runs it, with the CPU of wrk itself (from wait4's rusage) and of `cpu`'s groups."""
-    argv = [
-        "wrk",
-        f"-t{threads}",
-        f"-c{connections}",
-        f"-d{duration_s}s",
-        "--latency",
-        "-s",
-        str(script),
-        url,
-    ]
+    argv = wrk_argv(url, script, duration_s, connections, threads)
     out_path = script.with_suffix(".out")
     with out_path.open("w+") as out:
         cpu.start()

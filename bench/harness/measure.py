@@ -278,17 +278,12 @@ def write_wrk_script(
     return path
 
 
+def wrk_argv(url: str, script: Path, duration_s: int, connections: int, threads: int) -> list[str]:
+    return ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", "--latency", "-s", str(script), url]
+
+
 def run_wrk(url: str, script: Path, duration_s: int, connections: int, threads: int) -> LoadResult:
-    argv = [
-        "wrk",
-        f"-t{threads}",
-        f"-c{connections}",
-        f"-d{duration_s}s",
-        "--latency",
-        "-s",
-        str(script),
-        url,
-    ]
+    argv = wrk_argv(url, script, duration_s, connections, threads)
     done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=duration_s + 60)
     if done.returncode != 0:
         raise MeasurementError(f"wrk failed ({done.returncode}): {done.stderr.strip()}")
