@@ -3,13 +3,11 @@ driven as a subprocess against real servers through their ARM API."""
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import stat
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ import httpx
 import pytest
 
 from tests.support.images import OCI_MANIFEST, make_image, push_image
+from tests.support.receiver import Receiver
 from tests.support.server import RunningServer, free_port
 
 FOREIGN_SETTINGS = ("CARGOHOLD_SERVER", "CARGOHOLD_DATA_DIR", "CARGOHOLD_PRICES", "CARGOHOLD_CA_FILE",
@@ -207,27 +206,14 @@ def test_webhook_crud(server: RunningServer, premium: str) -> None:
 
 
 def test_webhook_ping_and_history(server: RunningServer, premium: str) -> None:
-    received: list[dict[str, Any]] = []
-
-    class Receiver(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    receiver = Receiver().start()
+    receiver.answer(204)
     try:
         on(server, "webhook", "create", "-n", "pinghook1", "-r", premium, "--actions", "push",
-           "--uri", f"http://127.0.0.1:{receiver.server_address[1]}/hook")
+           "--uri", receiver.url())
         event_id = on(server, "webhook", "ping", "-n", "pinghook1", "-r", premium)["id"]
+        assert [(d.event["id"], d.event["action"]) for d in receiver.wait_for(1)] == [(event_id, "ping")]
         deadline = time.monotonic() + 15
-        while not received and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert [(e["id"], e["action"]) for e in received] == [(event_id, "ping")]
         history: list[dict[str, Any]] = []
         while not history and time.monotonic() < deadline:
             history = on(server, "webhook", "list-events", "-n", "pinghook1", "-r", premium)
@@ -235,7 +221,7 @@ def test_webhook_ping_and_history(server: RunningServer, premium: str) -> None:
         assert history[0]["eventResponseMessage"]["statusCode"] == "204"
         assert history[0]["eventRequestMessage"]["content"]["action"] == "ping"
     finally:
-        receiver.shutdown()
+        receiver.stop()
         on(server, "webhook", "delete", "-n", "pinghook1", "-r", premium)
 
 
