@@ -128,7 +128,7 @@ def enable_anonymous_pull(data_dir: Path, env: dict[str, str]) -> None:
         raise ServerStartError(
             f"{shlex.join(argv)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}"
         )
-    if json.loads(done.stdout).get("anonymousPullEnabled") is not True:
+    if (json.loads(done.stdout).get("properties") or {}).get("anonymousPullEnabled") is not True:
         raise ServerStartError(
             f"anonymous pull still disabled after {shlex.join(argv)}: {done.stdout.strip()}"
         )
