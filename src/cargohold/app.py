@@ -20,7 +20,7 @@ from cargohold.config import Settings
 from cargohold.db.engine import make_engine
 from cargohold.management.routes import ManagementRoutes
 from cargohold.oci.errors import RegistryError
-from cargohold.registry.context import RegistryContext
+from cargohold.kernel.context import RegistryContext
 from cargohold.registry.http import http_error_handler, registry_error_handler, unexpected_error_handler
 from cargohold.registry.routes import RegistryRoutes
 from cargohold.security.master_key import load_sealer

@@ -7,7 +7,7 @@ from cargohold.events.delivery import DeliverySettings, WebhookDelivery
 from cargohold.events.record import WEBHOOK_JOB
 from cargohold.jobs.worker import JobWorker, WorkerSettings
 from cargohold.management.import_jobs import IMPORT_JOB, ImportRunner
-from cargohold.registry.context import RegistryContext
+from cargohold.kernel.context import RegistryContext
 from cargohold.security.master_key import Sealer
 
 

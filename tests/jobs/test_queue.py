@@ -16,7 +16,7 @@ from cargohold.db.engine import make_engine, sqlite_url, write_transaction
 from cargohold.db.migrate import upgrade
 from cargohold.jobs import queue
 from cargohold.jobs.tables import jobs
-from cargohold.registry.context import utcnow
+from cargohold.kernel.clock import utcnow
 from tests.support.server import suite_database
 
 LEASE = timedelta(seconds=30)

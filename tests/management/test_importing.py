@@ -24,7 +24,7 @@ from cargohold.management.arm import ArmError
 from cargohold.management.importing import ImportRequest, ImportResult, ImportSource, import_image
 from cargohold.management.source_registry import SourceRegistry, base_url, parse_challenge
 from cargohold.oci.digest import Digest
-from cargohold.registry.context import RegistryContext
+from cargohold.kernel.context import RegistryContext
 from tests.auth.helpers import cli
 from tests.support.images import OCI_INDEX, OCI_MANIFEST, Image, make_image, push_image, sha256
 from tests.support.server import RunningServer, free_port

@@ -17,7 +17,7 @@ from cargohold.events.record import record_event
 from cargohold.oci import mediatypes
 from cargohold.oci.errors import RegistryError, manifest_unknown, name_unknown
 from cargohold.registry import locks
-from cargohold.registry.context import utcnow
+from cargohold.kernel.clock import utcnow
 from cargohold.registry.repositories import RepositoryRef, is_repository
 
 ATTRIBUTES = {"deleteEnabled": "delete_enabled", "writeEnabled": "write_enabled", "readEnabled": "read_enabled",

@@ -22,7 +22,7 @@ from cargohold.events.record import record_event
 from cargohold.oci.errors import pagination_invalid
 from cargohold.oci.reference import validate_name
 from cargohold.registry import listing, manifests
-from cargohold.registry.context import RegistryContext
+from cargohold.kernel.context import RegistryContext
 from cargohold.registry.http import JSON, page_size, read_limited
 from cargohold.registry.repositories import RepositoryRef
 

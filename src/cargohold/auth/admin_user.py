@@ -8,7 +8,7 @@ from sqlalchemy.engine import Connection
 from cargohold.auth.passwords import hash_secret, new_secret
 from cargohold.auth.tables import admin_credentials
 from cargohold.db.tables import registries
-from cargohold.registry.context import utcnow
+from cargohold.kernel.clock import utcnow
 from cargohold.security.master_key import Sealer
 
 SLOTS = ("password", "password2")

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from cargohold.auth.tables import audit_events
 from cargohold.db.engine import write_transaction
-from cargohold.registry.context import utcnow
+from cargohold.kernel.clock import utcnow
 
 FLUSH_INTERVAL = 1.0
 MAX_QUEUE = 50_000

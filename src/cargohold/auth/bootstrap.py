@@ -22,7 +22,7 @@ from cargohold.auth.scope_maps import ensure_system_scope_maps
 from cargohold.auth.tables import identities, signing_keys
 from cargohold.db.engine import lock_name, write_transaction
 from cargohold.db.tables import registries
-from cargohold.management.registries import RegistryRecord, create_registry, find_registry
+from cargohold.kernel.tenancy import RegistryRecord, create_registry, find_registry
 from cargohold.security.master_key import Sealer
 
 TENANT = "cargohold"

@@ -13,7 +13,7 @@ from cargohold.auth.passwords import check_secret, hash_secret, new_secret
 from cargohold.auth.principals import ADMIN, IDENTITY, TOKEN, Principal
 from cargohold.auth.tables import admin_credentials, identities, registry_tokens
 from cargohold.db.tables import registries
-from cargohold.registry.context import utcnow
+from cargohold.kernel.clock import utcnow
 
 USER, SERVICE_PRINCIPAL = "user", "service_principal"
 KINDS = (USER, SERVICE_PRINCIPAL)

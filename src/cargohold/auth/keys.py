@@ -16,7 +16,7 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from cargohold.auth.tables import signing_keys
-from cargohold.registry.context import utcnow
+from cargohold.kernel.clock import utcnow
 from cargohold.security.master_key import Sealer
 
 ALGORITHM = "ES256"

@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.engine import Connection
 
 from cargohold.auth.tables import network_rules
-from cargohold.registry.context import utcnow
+from cargohold.kernel.clock import utcnow
 
 ALLOW, PROXY = "allow", "proxy"
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from cargohold.auth.passwords import hash_secret, new_secret
 from cargohold.auth.scope_maps import get_scope_map
 from cargohold.auth.tables import registry_tokens, scope_maps
-from cargohold.registry.context import utcnow
+from cargohold.kernel.clock import utcnow
 
 PASSWORD_SLOTS = ("password1", "password2")
 

@@ -20,7 +20,7 @@ from cargohold.auth.permissions import (
 )
 from cargohold.auth.principals import ADMIN, ANONYMOUS, IDENTITY, TOKEN, Principal
 from cargohold.auth.tables import identities, registry_tokens, role_assignments, scope_maps
-from cargohold.registry.context import utcnow
+from cargohold.kernel.clock import utcnow
 
 
 @dataclass(frozen=True)

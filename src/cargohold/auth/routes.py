@@ -21,7 +21,7 @@ from cargohold.auth.permissions import parse_scopes
 from cargohold.auth.principals import ANONYMOUS_PRINCIPAL, Principal
 from cargohold.auth.service import AuthService, decode_basic
 from cargohold.auth.throttle import is_throttled, throttle_key
-from cargohold.management.registries import RegistryRecord, login_server_exists
+from cargohold.kernel.tenancy import RegistryRecord, login_server_exists
 from cargohold.oci.errors import RegistryError
 
 DATA_PLANE_AUDIENCES = ("https://containerregistry.azure.net",)

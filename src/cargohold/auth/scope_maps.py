@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 
 from cargohold.auth.permissions import SYSTEM_SCOPE_MAPS, validate_scope_map_actions
 from cargohold.auth.tables import registry_tokens, scope_maps
-from cargohold.registry.context import utcnow
+from cargohold.kernel.clock import utcnow
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,9 @@ from cargohold.auth.permissions import Scope, intersect
 from cargohold.auth.principals import ANONYMOUS, ANONYMOUS_PRINCIPAL, TOKEN, Principal
 from cargohold.auth.roles import grants_for
 from cargohold.db.engine import write_transaction
-from cargohold.management.registries import RegistryRecord, resolve_registry
+from cargohold.kernel.tenancy import RegistryRecord, resolve_registry
 from cargohold.oci.errors import RegistryError
-from cargohold.registry.context import RegistryContext
+from cargohold.kernel.context import RegistryContext
 from cargohold.security.master_key import Sealer
 
 REFRESH_TOKEN_USER = "00000000-0000-0000-0000-000000000000"

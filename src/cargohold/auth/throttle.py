@@ -8,7 +8,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Connection
 
 from cargohold.auth.tables import login_failures
-from cargohold.registry.context import utcnow
+from cargohold.kernel.clock import utcnow
 
 WINDOW = timedelta(minutes=5)
 MAX_FAILURES = 10

@@ -19,8 +19,8 @@ from sqlalchemy.exc import IntegrityError
 from cargohold.auth import admin_user, audit, identities, keys, network, registry_tokens, roles, scope_maps
 from cargohold.auth.principals import Principal
 from cargohold.cli.common import DataDir, DbUrl, OutputOption, RegistryName, Store, emit, fail, open_store
-from cargohold.management.registries import RegistryRecord
-from cargohold.registry.context import utcnow
+from cargohold.kernel.tenancy import RegistryRecord
+from cargohold.kernel.clock import utcnow
 
 DEFAULT_DIR = "./data"
 T = TypeVar("T")

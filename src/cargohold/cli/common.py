@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
     from cargohold.config import Settings
-    from cargohold.management.registries import RegistryRecord
+    from cargohold.kernel.tenancy import RegistryRecord
     from cargohold.security.master_key import Sealer
 
 DataDir = Annotated[Path, typer.Option("--data-dir", help="The registry's data directory.", envvar="CARGOHOLD_DATA_DIR")]
@@ -78,7 +78,7 @@ class Store:
             yield conn
 
     def registry(self, conn: Connection, name: str | None) -> RegistryRecord:
-        from cargohold.management.registries import find_registry, resolve_registry
+        from cargohold.kernel.tenancy import find_registry, resolve_registry
         from cargohold.oci.errors import RegistryError
 
         if name is None:

@@ -23,7 +23,7 @@ from cargohold.events.tables import delivery_attempts, events
 from cargohold.jobs.queue import Job, pending_payloads
 from cargohold.jobs.worker import JobFailed
 from cargohold.management.tables import webhooks
-from cargohold.registry.context import RegistryContext, utcnow
+from cargohold.kernel.context import RegistryContext, utcnow
 from cargohold.security.master_key import Sealer
 
 EXCERPT = 4096

@@ -14,7 +14,7 @@ from cargohold.events.payload import RequestOrigin, Target, in_scope, payload
 from cargohold.events.tables import events
 from cargohold.jobs.queue import enqueue_many
 from cargohold.management.tables import webhooks
-from cargohold.registry.context import utcnow
+from cargohold.kernel.clock import utcnow
 
 WEBHOOK_JOB = "webhook"
 DELIVERY_ATTEMPTS = int(os.environ.get("CARGOHOLD_WEBHOOK_MAX_ATTEMPTS", "10"))

@@ -16,7 +16,7 @@ from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from cargohold.jobs.tables import jobs
-from cargohold.registry.context import utcnow
+from cargohold.kernel.clock import utcnow
 
 PENDING, DONE, FAILED = "pending", "done", "failed"
 

@@ -19,7 +19,7 @@ from sqlalchemy import delete, update
 from cargohold.db.engine import write_transaction
 from cargohold.jobs import queue
 from cargohold.jobs.tables import jobs
-from cargohold.registry.context import RegistryContext, utcnow
+from cargohold.kernel.context import RegistryContext, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from cargohold.jobs.queue import Job, enqueue
 from cargohold.management import operations
 from cargohold.management.arm import ArmError
 from cargohold.management.importing import ImportRequest, ImportSource, import_image
-from cargohold.registry.context import RegistryContext
+from cargohold.kernel.context import RegistryContext
 from cargohold.security.master_key import Sealer
 
 IMPORT_JOB = "import"

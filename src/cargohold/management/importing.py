@@ -38,7 +38,7 @@ from cargohold.oci.manifest import Descriptor, ParsedManifest, parse_manifest
 from cargohold.oci.reference import validate_name, validate_tag
 from cargohold.registry import locks
 from cargohold.registry.blobs import find_blob, link_blob
-from cargohold.registry.context import RegistryContext, utcnow
+from cargohold.kernel.context import RegistryContext, utcnow
 from cargohold.registry.manifests import find_manifest, put_manifest
 from cargohold.registry.repositories import RepositoryRef, ensure_repository, find_repository_id
 

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from cargohold.management.arm import PROVIDER, ArmError
 from cargohold.management.fields import iso
 from cargohold.management.tables import operations
-from cargohold.registry.context import utcnow
+from cargohold.kernel.clock import utcnow
 
 IN_PROGRESS, SUCCEEDED, FAILED = "InProgress", "Succeeded", "Failed"
 

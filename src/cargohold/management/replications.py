@@ -17,7 +17,7 @@ from cargohold.management.arm import ArmError, invalid, not_found
 from cargohold.management.fields import boolean, choice, iso, tags_of
 from cargohold.management.resources import REGISTRY_TYPE, Registry
 from cargohold.management.tables import replications
-from cargohold.registry.context import utcnow
+from cargohold.kernel.clock import utcnow
 
 REPLICATION_TYPE = f"{REGISTRY_TYPE}/replications"
 REPLICATION_NAME = re.compile(r"^[a-zA-Z0-9]{5,50}$")

@@ -22,9 +22,9 @@ from cargohold.db.tables import registries
 from cargohold.management import skus
 from cargohold.management.arm import PROVIDER, ArmError, invalid, not_found, registry_id
 from cargohold.management.fields import boolean, choice, iso, tags_of
-from cargohold.management.registries import REGISTRY_NAME
+from cargohold.kernel.tenancy import REGISTRY_NAME
 from cargohold.management.tables import replications, webhooks
-from cargohold.registry.context import utcnow
+from cargohold.kernel.clock import utcnow
 from cargohold.security.master_key import Sealer
 
 REGISTRY_TYPE = f"{PROVIDER}/registries"

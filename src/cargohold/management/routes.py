@@ -35,7 +35,7 @@ from cargohold.management.arm import PROVIDER, ArmError, invalid, page
 from cargohold.management.deletion import delete_registry
 from cargohold.management.import_jobs import enqueue_import
 from cargohold.management.importing import ImportRequest, ImportSource
-from cargohold.registry.context import RegistryContext
+from cargohold.kernel.context import RegistryContext
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from cargohold.management.arm import ArmError, invalid, not_found
 from cargohold.management.fields import tags_of
 from cargohold.management.resources import REGISTRY_TYPE, Registry
 from cargohold.management.tables import webhooks
-from cargohold.registry.context import utcnow
+from cargohold.kernel.clock import utcnow
 from cargohold.security.master_key import Sealer
 
 WEBHOOK_TYPE = f"{REGISTRY_TYPE}/webhooks"

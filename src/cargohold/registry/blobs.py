@@ -11,7 +11,7 @@ from cargohold.db.tables import blobs, repositories, repository_blobs
 from cargohold.oci.digest import Digest
 from cargohold.oci.errors import blob_unknown
 from cargohold.registry import locks
-from cargohold.registry.context import RegistryContext, utcnow
+from cargohold.kernel.context import RegistryContext, utcnow
 from cargohold.registry.repositories import RepositoryRef, ensure_repository, find_repository_id
 
 _BLOB_SIZE = (select(blobs.c.size, repositories.c.read_enabled)

@@ -16,7 +16,7 @@ from cargohold.db.tables import blobs, manifest_references, manifests, repositor
 from cargohold.oci.digest import Digest
 from cargohold.oci.errors import RegistryError
 from cargohold.oci.manifest import parse_manifest
-from cargohold.registry.context import RegistryContext
+from cargohold.kernel.context import RegistryContext
 
 READ_CHUNK = 1024 * 1024
 

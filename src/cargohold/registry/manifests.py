@@ -28,7 +28,7 @@ from cargohold.oci.errors import (
 from cargohold.oci.manifest import Descriptor, ParsedManifest, parse_manifest
 from cargohold.oci.reference import validate_tag
 from cargohold.registry import locks
-from cargohold.registry.context import RegistryContext, utcnow
+from cargohold.kernel.context import RegistryContext, utcnow
 from cargohold.registry.repositories import (
     RepositoryRef,
     ensure_repository,

@@ -18,7 +18,7 @@ from cargohold.oci.errors import RegistryError, manifest_unknown
 from cargohold.oci.manifest import MAX_MANIFEST_BYTES
 from cargohold.oci.reference import validate_name
 from cargohold.registry import blobs, listing, manifests
-from cargohold.registry.context import RegistryContext
+from cargohold.kernel.context import RegistryContext
 from cargohold.registry.http import (
     API_VERSION,
     JSON,

@@ -32,7 +32,7 @@ from cargohold.oci.errors import (
 )
 from cargohold.registry import locks
 from cargohold.registry.blobs import link_blob
-from cargohold.registry.context import RegistryContext, utcnow
+from cargohold.kernel.context import RegistryContext, utcnow
 from cargohold.registry.repositories import RepositoryRef, ensure_repository, is_repository
 
 WRITE_BATCH = 8 * 1024 * 1024

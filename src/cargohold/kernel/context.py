@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import partial
 from typing import ParamSpec, TypeVar
 
@@ -15,6 +14,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from cargohold.blobs.store import BlobStore
 from cargohold.db.engine import ChangeListener, change_counter, local_writes, reads_inline
+from cargohold.kernel.clock import utcnow
+
+__all__ = ["FreshCache", "RegistryContext", "utcnow"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -129,6 +131,3 @@ class FreshCache:
         self._entries[key] = value
         self._spent += cost
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

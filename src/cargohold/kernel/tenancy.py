@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 
 from cargohold.db.tables import registries
 from cargohold.oci.errors import RegistryError
-from cargohold.registry.context import utcnow
+from cargohold.kernel.clock import utcnow
 
 REGISTRY_NAME = re.compile(r"^[a-zA-Z0-9]{5,50}$")
 """ACR's rule: 5 to 50 alphanumeric characters."""
