@@ -23,6 +23,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = f"skipped under CI=true: {report.longrepr}"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The second pass (PostgreSQL + a cloud store) runs only what can behave differently on those backends."""
+    if not (os.environ.get("CARGOHOLD_TEST_POSTGRES") or os.environ.get("CARGOHOLD_TEST_STORAGE")):
+        return
+    kept = [item for item in items if item.get_closest_marker("backend_independent") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
+
+
 def require_tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
