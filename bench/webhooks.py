@@ -284,7 +284,8 @@ def run(args: argparse.Namespace, scratch: Path) -> Result:
                                        daemon=True)
     receiver.start()
     server = start_process("cargohold", [args.python, "-m", "cargohold", "serve", "--data-dir", str(data_dir),
-                                         "--host", HOST, "--port", str(port), "--workers", str(args.workers)],
+                                         "--host", HOST, "--port", str(port), "--workers", str(args.workers),
+                                         "--egress-allow", HOST],
                            scratch / "cargohold.log", env=env)
     try:
         if not ready.wait(10):

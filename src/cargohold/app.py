@@ -21,6 +21,7 @@ from cargohold.db.engine import make_engine
 from cargohold.management.routes import ManagementRoutes
 from cargohold.oci.errors import RegistryError
 from cargohold.kernel.context import RegistryContext
+from cargohold.kernel.egress import EgressPolicy
 from cargohold.registry.http import http_error_handler, registry_error_handler, unexpected_error_handler
 from cargohold.registry.routes import RegistryRoutes
 from cargohold.security.master_key import load_sealer
@@ -29,7 +30,8 @@ from cargohold.security.master_key import load_sealer
 def build_context(settings: Settings) -> RegistryContext:
     return RegistryContext(engine=make_engine(settings.db_url),
                            store=store_from_url(settings.storage_url, settings.blob_root),
-                           redirect_downloads=settings.redirect_downloads)
+                           redirect_downloads=settings.redirect_downloads,
+                           egress=EgressPolicy.from_allow_list(settings.egress_allow))
 
 
 def create_app(settings: Settings) -> Starlette:

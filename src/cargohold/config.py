@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,16 +32,19 @@ class Settings:
     """Whether the server process also delivers webhooks and runs other background jobs."""
     redirect_downloads: bool = True
     """Whether blob GETs from a cloud store answer with a redirect to a signed URL rather than the bytes."""
+    egress_allow: tuple[str, ...] = ()
+    """Exceptions to the outbound policy (`--egress-allow`): addresses, CIDR ranges, host names (kernel/egress.py)."""
 
     @classmethod
     def for_data_dir(cls, data_dir: Path, db_url: str | None = None, domain: str = DEFAULT_DOMAIN,
                      storage_url: str | None = None, run_worker: bool = True,
-                     redirect_downloads: bool = True) -> Settings:
+                     redirect_downloads: bool = True, egress_allow: tuple[str, ...] = ()) -> Settings:
         data_dir = data_dir.resolve()
         remembered = _remembered(data_dir)
         return cls(data_dir=data_dir, db_url=db_url or remembered.get("dbUrl") or sqlite_url(data_dir),
                    domain=domain.lower().strip("."), storage_url=storage_url or remembered.get("storageUrl"),
-                   run_worker=run_worker, redirect_downloads=redirect_downloads)
+                   run_worker=run_worker, redirect_downloads=redirect_downloads,
+                   egress_allow=tuple(egress_allow))
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -49,13 +53,15 @@ class Settings:
                                 os.environ.get(f"{ENV_PREFIX}DOMAIN") or DEFAULT_DOMAIN,
                                 os.environ.get(f"{ENV_PREFIX}STORAGE_URL") or None,
                                 os.environ.get(f"{ENV_PREFIX}RUN_WORKER", "true") == "true",
-                                os.environ.get(f"{ENV_PREFIX}BLOB_DOWNLOADS", "redirect") != "proxy")
+                                os.environ.get(f"{ENV_PREFIX}BLOB_DOWNLOADS", "redirect") != "proxy",
+                                tuple(parse_allow_list(os.environ.get(f"{ENV_PREFIX}EGRESS_ALLOW", ""))))
 
     def to_env(self) -> dict[str, str]:
         return {f"{ENV_PREFIX}DATA_DIR": str(self.data_dir), f"{ENV_PREFIX}DB_URL": self.db_url,
                 f"{ENV_PREFIX}DOMAIN": self.domain, f"{ENV_PREFIX}STORAGE_URL": self.storage_url or "",
                 f"{ENV_PREFIX}RUN_WORKER": "true" if self.run_worker else "false",
-                f"{ENV_PREFIX}BLOB_DOWNLOADS": "redirect" if self.redirect_downloads else "proxy"}
+                f"{ENV_PREFIX}BLOB_DOWNLOADS": "redirect" if self.redirect_downloads else "proxy",
+                f"{ENV_PREFIX}EGRESS_ALLOW": ",".join(self.egress_allow)}
 
     def remember_backends(self) -> None:
         """Record a database or store other than the defaults in the data directory."""
@@ -74,6 +80,11 @@ class Settings:
     @property
     def blob_root(self) -> Path:
         return self.data_dir / "storage"
+
+
+def parse_allow_list(text: str) -> list[str]:
+    """`CARGOHOLD_EGRESS_ALLOW`: entries separated by commas or white space."""
+    return [entry for entry in re.split(r"[,\s]+", text) if entry]
 
 
 def _remembered(data_dir: Path) -> dict[str, str]:

@@ -55,7 +55,8 @@ def test_jobs_wait_for_a_worker_process(api_node: RunningServer, receiver: Recei
 
     worker = subprocess.Popen([sys.executable, "-m", "cargohold", "worker", "--data-dir", str(api_node.data_dir)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-                              env={**os.environ, "CARGOHOLD_DB_URL": api_node.database_url})
+                              env={**os.environ, "CARGOHOLD_DB_URL": api_node.database_url,
+                                   "CARGOHOLD_EGRESS_ALLOW": ",".join(api_node.egress_allow)})
     try:
         assert [(d.event["id"], d.event["action"]) for d in receiver.wait_for(1, timeout=20)] == [(event_id, "ping")]
     finally:

@@ -27,7 +27,7 @@ from cargohold.oci.digest import Digest
 from cargohold.kernel.context import RegistryContext
 from tests.auth.helpers import cli
 from tests.support.images import OCI_INDEX, OCI_MANIFEST, Image, make_image, push_image, sha256
-from tests.support.server import RunningServer, free_port
+from tests.support.server import LOOPBACK_ALLOW, RunningServer, free_port
 
 
 @dataclass
@@ -71,7 +71,7 @@ def source(server: RunningServer) -> RunningServer:
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     """A second server. The import runs in the test process over its data directory, as a worker would."""
     running = RunningServer(tmp_path_factory.mktemp("target") / "data", local_store=True).start()
-    ctx = build_context(Settings.for_data_dir(running.data_dir))
+    ctx = build_context(Settings.for_data_dir(running.data_dir, egress_allow=LOOPBACK_ALLOW))
     with ctx.engine.connect() as conn:
         registry_id = conn.execute(select(registries.c.id)).scalar_one()
     yield Target(running, ctx, registry_id)
@@ -439,7 +439,7 @@ def test_a_blob_deleted_before_it_is_linked_is_copied_again(source: RunningServe
     image = make_image("deleted-once", 1)
     push(source, "racy/src", "v1", image)
     store = DeletedOnceStore(target.server.data_dir / "storage")
-    racy = RegistryContext(engine=target.ctx.engine, store=store)
+    racy = RegistryContext(engine=target.ctx.engine, store=store, egress=target.ctx.egress)
 
     result = target.run("racy/src:v1", targets=["racy/app:v1"], registry_uri=f"http://{source.host}",
                         credentials=source.credentials, ctx=racy)

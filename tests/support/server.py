@@ -16,6 +16,9 @@ from pathlib import Path
 
 import httpx
 
+LOOPBACK_ALLOW = ("127.0.0.0/8", "::1")
+"""The outbound policy's exceptions test servers start with (cargohold.kernel.egress.LOOPBACK_ALLOW)."""
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -62,6 +65,9 @@ class RunningServer:
     """The blob store: the filesystem in the data dir unless the suite runs on a cloud store (`suite_storage`)."""
     local_store: bool = False
     """Keep blobs on the filesystem whatever the suite runs on: for tests that look at or damage the files."""
+    egress_allow: list[str] = field(default_factory=lambda: list(LOOPBACK_ALLOW))
+    """`--egress-allow` entries: loopback by default, as the suite's webhook receivers and import sources
+    listen there; `[]` starts a server with the strict default outbound policy."""
 
     @property
     def url(self) -> str:
@@ -96,9 +102,10 @@ class RunningServer:
             backend_args += ["--storage-url", self.storage_url]
             if self.storage_url == suite_storage(self.data_dir):
                 backend_args += ["--blob-downloads", os.environ.get("CARGOHOLD_TEST_BLOB_DOWNLOADS", "proxy")]
+        egress_args = [arg for entry in self.egress_allow for arg in ("--egress-allow", entry)]
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cargohold", "serve", "--data-dir", str(self.data_dir),
-             "--port", str(self.port), *backend_args, *self.extra_args],
+             "--port", str(self.port), *backend_args, *egress_args, *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + timeout

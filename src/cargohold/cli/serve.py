@@ -49,13 +49,18 @@ def serve(
              "bytes through the server.")] = "redirect",
     worker: Annotated[bool, typer.Option(help="Also run background jobs (webhook deliveries, imports) in this "
                                               "process; turn off when `cargohold worker` runs them.")] = True,
+    egress_allow: Annotated[list[str] | None, typer.Option(
+        help="Let webhooks and imports reach this address, CIDR range or host name (*.domain for every name "
+             "below it) although the outbound policy refuses it (loopback, private, link-local...). Repeatable; "
+             "also CARGOHOLD_EGRESS_ALLOW (comma-separated).")] = None,
 ) -> None:
     """Run the registry. With no options: SQLite and a filesystem store under ./data, HTTP on 127.0.0.1:5000."""
     from cargohold.config import Settings
 
     if blob_downloads not in ("redirect", "proxy"):
         raise typer.BadParameter("redirect or proxy", param_hint="--blob-downloads")
-    settings = Settings.for_data_dir(data_dir, db_url, domain, storage_url, worker, blob_downloads == "redirect")
+    settings = Settings.for_data_dir(data_dir, db_url, domain, storage_url, worker, blob_downloads == "redirect",
+                                     egress_allow_option(egress_allow))
     if not settings.data_dir.exists():
         settings.data_dir.mkdir(parents=True, mode=0o700)
     cert, key, ca = _tls_files(settings, host, tls, tls_cert, tls_key)
@@ -88,6 +93,19 @@ def serve(
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, argv, {**os.environ, **SERVER_ENVIRONMENT, **settings.to_env()})
+
+
+def egress_allow_option(given: list[str] | None) -> tuple[str, ...]:
+    """`--egress-allow` values, or CARGOHOLD_EGRESS_ALLOW when none is given, checked now so a typo stops the
+    start instead of leaving a target refused."""
+    from cargohold.config import parse_allow_list
+    from cargohold.kernel.egress import EgressPolicy
+
+    entries = given if given else parse_allow_list(os.environ.get("CARGOHOLD_EGRESS_ALLOW", ""))
+    try:
+        return tuple(EgressPolicy.from_allow_list(entries).allow_list)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--egress-allow") from None
 
 
 def _check_store(settings: Settings) -> None:

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from cargohold.cli.serve import egress_allow_option
 from cargohold.config import Settings
 
 
@@ -20,11 +21,15 @@ def worker(
     db_url: Annotated[str | None, typer.Option(help="Metadata database URL.", envvar="CARGOHOLD_DB_URL")] = None,
     storage_url: Annotated[str | None, typer.Option(help="Blob store URL (see docs/storage.md).",
                                                     envvar="CARGOHOLD_STORAGE_URL")] = None,
+    egress_allow: Annotated[list[str] | None, typer.Option(
+        help="An exception to the outbound policy for webhooks and imports: an address, CIDR range or host name "
+             "(repeatable; also CARGOHOLD_EGRESS_ALLOW, comma-separated). See `serve --help`.")] = None,
 ) -> None:
     """Run the job queue until interrupted (SIGINT or SIGTERM finish the running jobs first)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    asyncio.run(_run(Settings.for_data_dir(data_dir, db_url, storage_url=storage_url)))
+    allow = egress_allow_option(egress_allow)
+    asyncio.run(_run(Settings.for_data_dir(data_dir, db_url, storage_url=storage_url, egress_allow=allow)))
 
 
 async def _run(settings: Settings) -> None:

@@ -24,9 +24,11 @@ from cargohold.jobs.queue import Job, pending_payloads
 from cargohold.jobs.worker import JobFailed
 from cargohold.management.tables import webhooks
 from cargohold.kernel.context import RegistryContext, utcnow
+from cargohold.kernel.egress import EgressRefused
 from cargohold.security.master_key import Sealer
 
 EXCERPT = 4096
+"""How much of a receiver's answer is read and kept for listEvents."""
 USER_AGENT = "cargohold-webhook/1.0"
 
 
@@ -51,6 +53,24 @@ class DeliverySettings:
 
 
 @dataclass(frozen=True)
+class _Answer:
+    status: int
+    reason: str
+    headers: dict[str, str]
+    body: str
+    """At most EXCERPT bytes of the receiver's answer, decoded: the rest is never read."""
+
+
+async def _excerpt(response: httpx.Response) -> str:
+    kept = bytearray()
+    async for chunk in response.aiter_bytes():
+        kept += chunk[:EXCERPT - len(kept)]
+        if len(kept) >= EXCERPT:
+            break
+    return kept.decode(response.encoding or "utf-8", errors="replace")
+
+
+@dataclass(frozen=True)
 class _Owed:
     service_uri: str
     headers: dict[str, str]
@@ -69,23 +89,30 @@ class WebhookDelivery:
         owed = await self.ctx.run(self._load, event_id, webhook_id)
         if owed is None:
             return
-        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **owed.headers}
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "Accept-Encoding": "identity",
+                   **owed.headers}
         started = time.perf_counter()
-        response: httpx.Response | None = None
+        answer: _Answer | None = None
         error: str | None = None
         try:
-            response = await self._http().post(owed.service_uri, content=owed.body.encode(), headers=headers)
+            async with self._http().stream("POST", owed.service_uri, content=owed.body.encode(),
+                                           headers=headers) as response:
+                answer = _Answer(response.status_code, response.reason_phrase[:200], dict(response.headers),
+                                 await _excerpt(response))
+        except EgressRefused as exc:
+            error = f"refused by the outbound policy: {exc}"[:500]
         except httpx.HTTPError as exc:
             error = (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)[:500]
         duration_ms = int((time.perf_counter() - started) * 1000)
-        await self.ctx.run(self._record, job, event_id, webhook_id, owed, headers, response, error, duration_ms)
-        if response is None or not 200 <= response.status_code < 300:
-            raise JobFailed(error or f"the webhook answered {response.status_code if response else '?'}",
+        await self.ctx.run(self._record, job, event_id, webhook_id, owed, headers, answer, error, duration_ms)
+        if answer is None or not 200 <= answer.status < 300:
+            raise JobFailed(error or f"the webhook answered {answer.status if answer else '?'}",
                             retry_after=self.settings.backoff(job.attempt))
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.settings.timeout, follow_redirects=False)
+            self._client = httpx.AsyncClient(timeout=self.settings.timeout, follow_redirects=False,
+                                             transport=self.ctx.egress.async_transport())
         return self._client
 
     def _load(self, event_id: int, webhook_id: int) -> _Owed | None:
@@ -102,15 +129,15 @@ class WebhookDelivery:
         return _Owed(callback["serviceUri"], callback["customHeaders"], body)
 
     def _record(self, job: Job, event_id: int, webhook_id: int, owed: _Owed, headers: dict[str, str],
-                response: httpx.Response | None, error: str | None, duration_ms: int) -> None:
+                answer: _Answer | None, error: str | None, duration_ms: int) -> None:
         with write_transaction(self.ctx.engine, signal=False) as conn:
             conn.execute(insert(delivery_attempts).values(
                 event_id=event_id, job_id=job.id, webhook_id=webhook_id, attempt=job.attempt,
                 request_uri=owed.service_uri, request_headers=json.dumps(headers), request_body=owed.body,
-                response_status=response.status_code if response is not None else None,
-                response_reason=response.reason_phrase[:200] if response is not None else None,
-                response_headers=json.dumps(dict(response.headers)) if response is not None else None,
-                response_body=response.text[:EXCERPT] if response is not None else None,
+                response_status=answer.status if answer is not None else None,
+                response_reason=answer.reason if answer is not None else None,
+                response_headers=json.dumps(answer.headers) if answer is not None else None,
+                response_body=answer.body if answer is not None else None,
                 error=error, duration_ms=duration_ms, at=utcnow()))
 
     def prune(self) -> None:

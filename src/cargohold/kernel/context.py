@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 from cargohold.blobs.store import BlobStore
 from cargohold.db.engine import ChangeListener, change_counter, local_writes, reads_inline
 from cargohold.kernel.clock import utcnow
+from cargohold.kernel.egress import EgressPolicy
 
 __all__ = ["FreshCache", "RegistryContext", "utcnow"]
 
@@ -29,6 +30,8 @@ class RegistryContext:
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(32, "cargohold-io"))
     redirect_downloads: bool = True
     """Answer blob GETs from a cloud store with a redirect to a signed URL (as ACR does), or stream them."""
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
+    """Where the server may connect when a tenant chose the URL (webhooks, imports); see kernel/egress.py."""
     _loop_connection: Connection | None = field(default=None, init=False, repr=False)
     _listener: ChangeListener | None = field(default=None, init=False, repr=False)
     cache: FreshCache = field(init=False, repr=False)

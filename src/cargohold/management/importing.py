@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from cargohold.db.engine import lock_digest, write_transaction
+from cargohold.kernel.egress import EgressPolicy, EgressRefused
 from cargohold.management.arm import ArmError
 from cargohold.management.source_registry import (
     FetchedManifest,
@@ -28,9 +29,11 @@ from cargohold.management.source_registry import (
     SourceError,
     SourceNotFound,
     SourceProtocolError,
+    SourceRefused,
     SourceRegistry,
     SourceUnauthorized,
     SourceUnreachable,
+    base_url,
 )
 from cargohold.oci.digest import Digest
 from cargohold.oci.errors import RegistryError
@@ -111,6 +114,19 @@ def import_image(ctx: RegistryContext, target_registry_id: int, request: ImportR
         raise _source_failure(exc) from None
 
 
+def refuse_outbound(egress: EgressPolicy, source: ImportSource) -> None:
+    """Refuse at once a source the outbound policy refuses on its address alone (a loopback or private
+    literal, `localhost`, a metadata host); names are checked again when the import connects."""
+    if source.local_registry_id is not None or not source.registry_uri:
+        return
+    try:
+        egress.check_url(base_url(source.registry_uri))
+    except (InvalidRegistryUri, ValueError):
+        return
+    except EgressRefused as exc:
+        raise ArmError(400, "InvalidParameter", f"source.registryUri: {exc}") from None
+
+
 def parse_source_image(text: str) -> ImageReference:
     try:
         if "@" in text:
@@ -176,8 +192,13 @@ def _open_source(ctx: RegistryContext, source: ImportSource, repository: str,
     if (source.username is None) != (source.password is None):
         raise ArmError(400, "InvalidParameter", "source.credentials: give both username and password")
     try:
-        client = SourceRegistry(source.registry_uri, source.username, source.password, verify=verify)
+        client = SourceRegistry(source.registry_uri, source.username, source.password, verify=verify,
+                                egress=ctx.egress)
+        ctx.egress.check_url(client.base_url)
     except InvalidRegistryUri as exc:
+        raise ArmError(400, "InvalidParameter", f"source.registryUri: {exc}") from None
+    except EgressRefused as exc:
+        client.close()
         raise ArmError(400, "InvalidParameter", f"source.registryUri: {exc}") from None
     with client:
         yield _RemoteSource(ctx, client, repository)
@@ -289,6 +310,8 @@ def _source_failure(exc: SourceError) -> ArmError:
         return ArmError(403, "ImportSourceUnauthorized", message)
     if isinstance(exc, SourceNotFound):
         return ArmError(400, "ImportSourceNotFound", message)
+    if isinstance(exc, SourceRefused):
+        return ArmError(400, "InvalidParameter", f"source.registryUri: {message}")
     return ArmError(502, "ImportSourceError", message)
 
 

@@ -34,7 +34,7 @@ from cargohold.management.access import READ_ROLES, ManagementAccess
 from cargohold.management.arm import PROVIDER, ArmError, invalid, page
 from cargohold.management.deletion import delete_registry
 from cargohold.management.import_jobs import enqueue_import
-from cargohold.management.importing import ImportRequest, ImportSource
+from cargohold.management.importing import ImportRequest, ImportSource, refuse_outbound
 from cargohold.kernel.context import RegistryContext
 
 log = logging.getLogger(__name__)
@@ -285,6 +285,7 @@ class ManagementRoutes:
             if source is None or not await self.access.may_read(principal, source.id):
                 raise ArmError(404, "ImportSourceNotFound", f"The source registry {match.group(3)} was not found.")
             wanted = replace(wanted, source=ImportSource(wanted.source.source_image, local_registry_id=source.id))
+        refuse_outbound(self.ctx.egress, wanted.source)
         def start(conn: Connection) -> str:
             operation_id = operations.start_operation(conn, "importImage", registry.resource_id, registry.location)
             enqueue_import(conn, self.auth.sealer, operation_id, registry.id, wanted)
@@ -337,7 +338,7 @@ class ManagementRoutes:
         body = await _json(request)
         child = request.path_params["child"]
         hook, created = await self._write(lambda conn: webhooks.put_webhook(
-            conn, self.auth.sealer, _current(conn, registry), child, body))
+            conn, self.auth.sealer, _current(conn, registry), child, body, egress=self.ctx.egress))
         self._audit(request, principal, "arm:webhook:write", registry.name, hook.name)
         return JSONResponse(webhooks.webhook_json(registry, hook), status_code=201 if created else 200)
 
@@ -345,7 +346,8 @@ class ManagementRoutes:
         principal, registry = await self._registry(request, "webhooks/write", write=True)
         body = await _json(request)
         child = request.path_params["child"]
-        hook = await self._write(lambda conn: webhooks.update_webhook(conn, self.auth.sealer, registry, child, body))
+        hook = await self._write(lambda conn: webhooks.update_webhook(conn, self.auth.sealer, registry, child, body,
+                                                                      egress=self.ctx.egress))
         self._audit(request, principal, "arm:webhook:write", registry.name, hook.name)
         return JSONResponse(webhooks.webhook_json(registry, hook))
 

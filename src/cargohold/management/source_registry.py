@@ -19,6 +19,7 @@ from typing import Self
 
 import httpx
 
+from cargohold.kernel.egress import EgressPolicy, EgressRefused
 from cargohold.oci import mediatypes
 from cargohold.oci.manifest import MAX_MANIFEST_BYTES
 
@@ -46,6 +47,10 @@ class SourceUnauthorized(SourceError):
 
 class SourceNotFound(SourceError):
     pass
+
+
+class SourceRefused(SourceError):
+    """The outbound policy does not let the server connect to the source (or where it redirected)."""
 
 
 class SourceProtocolError(SourceError):
@@ -96,10 +101,14 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
 class SourceRegistry:
     def __init__(self, registry_uri: str, username: str | None = None, password: str | None = None, *,
                  verify: bool | str = True, timeout: httpx.Timeout = TIMEOUT,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, egress: EgressPolicy | None = None) -> None:
+        """Every connection goes through `egress` (by default the strict outbound policy), unless a test
+        hands in its own `transport`."""
         self.base_url = base_url(registry_uri)
         self._credentials = (username, password or "") if username else None
         tls = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+        if transport is None:
+            transport = (egress or EgressPolicy()).transport(verify=tls)
         self._client = httpx.Client(verify=tls, timeout=timeout, transport=transport,
                                     headers={"User-Agent": USER_AGENT})
         self._authorization: dict[str, str] = {}
@@ -243,7 +252,9 @@ class SourceRegistry:
             raise SourceNotFound(f"{what} was not found in {self.base_url}")
         raise SourceProtocolError(f"{self.base_url} answered HTTP {status} for {what}")
 
-    def _unreachable(self, exc: Exception) -> SourceUnreachable:
+    def _unreachable(self, exc: Exception) -> SourceError:
+        if isinstance(exc, EgressRefused):
+            return SourceRefused(f"{self.base_url} cannot be imported from: {exc}")
         return SourceUnreachable(f"could not reach {self.base_url}: {str(exc) or type(exc).__name__}")
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Row
 
 from cargohold.jobs.queue import cancel_jobs
+from cargohold.kernel.egress import EgressPolicy, EgressRefused
 from cargohold.management import skus
 from cargohold.management.arm import ArmError, invalid, not_found
 from cargohold.management.fields import tags_of
@@ -69,16 +70,17 @@ def callback_config(conn: Connection, sealer: Sealer, registry: Registry, name: 
 
 
 def put_webhook(conn: Connection, sealer: Sealer, registry: Registry, name: str,
-                body: dict[str, Any]) -> tuple[Webhook, bool]:
+                body: dict[str, Any], *, egress: EgressPolicy) -> tuple[Webhook, bool]:
     """Create a webhook, or change it when it exists (ARM PUT). Returns the webhook and whether it is new."""
     try:
         get_webhook(conn, registry, name)
     except ArmError:
-        return create_webhook(conn, sealer, registry, name, body), True
-    return update_webhook(conn, sealer, registry, name, body), False
+        return create_webhook(conn, sealer, registry, name, body, egress=egress), True
+    return update_webhook(conn, sealer, registry, name, body, egress=egress), False
 
 
-def create_webhook(conn: Connection, sealer: Sealer, registry: Registry, name: str, body: dict[str, Any]) -> Webhook:
+def create_webhook(conn: Connection, sealer: Sealer, registry: Registry, name: str, body: dict[str, Any], *,
+                   egress: EgressPolicy) -> Webhook:
     if not WEBHOOK_NAME.match(name):
         raise invalid("Webhook names are 5-50 alphanumeric characters.", "InvalidWebhookName")
     sku = skus.SKUS[registry.sku]
@@ -89,6 +91,7 @@ def create_webhook(conn: Connection, sealer: Sealer, registry: Registry, name: s
                        f"most the {sku.name} SKU allows.")
     properties = _properties(body)
     service_uri = _service_uri(properties.get("serviceUri"))
+    _check_outbound(egress, service_uri)
     location = str(body.get("location") or registry.location).strip().lower()
     conn.execute(insert(webhooks).values(
         registry_id=registry.id, name=name, location=location,
@@ -99,7 +102,8 @@ def create_webhook(conn: Connection, sealer: Sealer, registry: Registry, name: s
     return get_webhook(conn, registry, name)
 
 
-def update_webhook(conn: Connection, sealer: Sealer, registry: Registry, name: str, body: dict[str, Any]) -> Webhook:
+def update_webhook(conn: Connection, sealer: Sealer, registry: Registry, name: str, body: dict[str, Any], *,
+                   egress: EgressPolicy) -> Webhook:
     current = get_webhook(conn, registry, name)
     properties = _properties(body)
     values: dict[str, Any] = {}
@@ -115,6 +119,8 @@ def update_webhook(conn: Connection, sealer: Sealer, registry: Registry, name: s
         callback = callback_config(conn, sealer, registry, name)
         service_uri = (_service_uri(properties["serviceUri"]) if properties.get("serviceUri") is not None
                        else callback.service_uri)
+        if properties.get("serviceUri") is not None:
+            _check_outbound(egress, service_uri)
         headers = (_headers(properties["customHeaders"]) if properties.get("customHeaders") is not None
                    else callback.custom_headers)
         values["callback_sealed"] = _seal(sealer, service_uri, headers)
@@ -164,6 +170,17 @@ def _service_uri(value: Any) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname or len(value) > 2048:
         raise invalid("serviceUri must be an absolute http or https URL", "InvalidServiceUri")
     return value.strip()
+
+
+def _check_outbound(egress: EgressPolicy, service_uri: str) -> None:
+    """Refuse now what the outbound policy would refuse at every delivery, as far as the URL shows it
+    (a literal address or a loopback or metadata name); a name is checked again at each delivery."""
+    try:
+        egress.check_url(service_uri)
+    except ValueError:
+        raise invalid("serviceUri must be an absolute http or https URL", "InvalidServiceUri") from None
+    except EgressRefused as exc:
+        raise invalid(f"serviceUri: {exc}", "InvalidServiceUri") from None
 
 
 def _headers(value: Any) -> dict[str, str]:
