@@ -160,17 +160,16 @@ class EgressPolicy:
         host = parsed.host.lower().rstrip(".")
         if not host or self.host_allowed(host):
             return
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
+        address = _literal_address(host)
+        if address is None:
             loopback = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
             if (host == "localhost" or host.endswith(".localhost")) and all(
                     self.refusal(host, a) for a in loopback):
                 raise EgressRefused(f"{host} is a loopback name, which the outbound policy refuses; "
-                                    f"{POLICY_HINT}") from None
+                                    f"{POLICY_HINT}")
             if host in METADATA_HOSTS and self.refusal(host, ipaddress.ip_address("169.254.169.254")):
                 raise EgressRefused(f"{host} is a cloud metadata service, which the outbound policy refuses; "
-                                    f"{POLICY_HINT}") from None
+                                    f"{POLICY_HINT}")
             return
         reason = self.refusal(host, address)
         if reason is not None:
@@ -221,6 +220,21 @@ class EgressPolicy:
         return _AsyncTransport(httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(verify=verify), network_backend=_AsyncBackend(self),
             **_pool_limits(limits)))
+
+
+def _literal_address(host: str) -> IPAddress | None:
+    """The address a host names without DNS, including the legacy IPv4 forms the resolver accepts
+    (`127.1`, `2130706433`, `0x7f.1`)."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if re.fullmatch(r"[0-9a-fx.]+", host) and not host.endswith("."):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
 
 
 def _pool_limits(limits: httpx.Limits | None) -> dict[str, object]:
