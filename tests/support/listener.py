@@ -1,5 +1,6 @@
 """A tiny HTTP server on a loopback address of the test's choosing that counts the connections it accepts and
-answers every request with a fixed status, headers and body: a target (or a redirector) for outbound tests."""
+answers every request with a fixed status, headers and body: a target (or a redirector, with `{path}` in a
+header standing for the request's path) for outbound tests."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ class Listener:
                 listener.requests.append(f"{self.command} {self.path}")
                 self.send_response(listener.status)
                 for name, value in listener.headers.items():
-                    self.send_header(name, value.replace("{port}", str(listener.port)))
+                    self.send_header(name, value.replace("{path}", self.path))
                 self.send_header("Content-Length", str(len(listener.body)))
                 self.end_headers()
                 try:
