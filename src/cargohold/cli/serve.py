@@ -128,9 +128,9 @@ def _tls_files(settings: Settings, host: str, tls: str | None, cert: Path | None
     if tls is not None:
         if tls != "self-signed":
             raise typer.BadParameter("the only value is 'self-signed'", param_hint="--tls")
-        from cargohold.security.tls import ensure_self_signed
+        from cargohold.security.tls import ensure_self_signed, login_server_names
 
-        files = ensure_self_signed(settings.data_dir / "tls", [host])
+        files = ensure_self_signed(settings.data_dir / "tls", [host, *login_server_names(settings.domain)])
         typer.echo(f"TLS: clients should trust the CA certificate at {files.ca_cert}", err=True)
         return files.cert, files.key, files.ca_cert
     if (cert is None) != (key is None):

@@ -1,4 +1,12 @@
-"""A local certificate authority and server certificate for `serve --tls self-signed`."""
+"""A local certificate authority and server certificate for `serve --tls self-signed`.
+
+The server certificate covers loopback, this machine's name, the listening host, and every registry's login
+server: the domain itself and `*.DOMAIN` (a registry created later needs no new certificate). More zones under
+the domain (for example regional endpoints, `*.REGION.DOMAIN`) are added with `login_server_names(domain,
+zones)`. A wildcard covers one label only, and TLS clients ignore a wildcard directly under a top-level name
+(`*.localhost`, `*.internal`), so registries that clients reach by login server need a domain of at least two
+labels, such as `registry.example` or `cargohold.test`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,7 @@ import datetime as dt
 import ipaddress
 import os
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +29,14 @@ class TlsFiles:
     ca_cert: Path
     cert: Path
     key: Path
+
+
+def login_server_names(domain: str, zones: Iterable[str] = ()) -> list[str]:
+    """The names that cover `NAME.DOMAIN` for every registry name, and `NAME.ZONE.DOMAIN` for each zone."""
+    domain = domain.lower().strip(".")
+    if not domain:
+        return []
+    return [domain, f"*.{domain}", *(f"*.{zone.lower().strip('.')}.{domain}" for zone in zones)]
 
 
 def ensure_self_signed(directory: Path, host_names: list[str]) -> TlsFiles:
@@ -67,7 +84,7 @@ def _server_certificate(key: ec.EllipticCurvePrivateKey, ca_key: ec.EllipticCurv
     now = dt.datetime.now(dt.UTC)
     return (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, _common_name(names))]))
         .issuer_name(ca_cert.subject).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=397))
@@ -77,6 +94,19 @@ def _server_certificate(key: ec.EllipticCurvePrivateKey, ca_key: ec.EllipticCurv
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
+
+
+def _common_name(names: list[str]) -> str:
+    """Clients match the alternative names; the subject only labels the certificate for people."""
+    return next((n for n in names if not n.startswith("*.") and "." in n and not _is_address(n)), names[0])[:64]
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _general_name(name: str) -> x509.GeneralName:
