@@ -91,7 +91,9 @@ class RunningServer:
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0, verify: str | bool = True) -> RunningServer:
+    def start(self, timeout: float = 30.0, verify: str | bool = True, ready_host: str | None = None) -> RunningServer:
+        """Start and wait until /v2/ answers; `ready_host` is the Host to ask as once the server holds several
+        registries (then a bare address names none of them)."""
         log = open(self.data_dir.parent / f"server-{self.port}.log", "ab")
         if self.db_url is None:
             self.db_url = suite_database()
@@ -113,7 +115,8 @@ class RunningServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}; see {log.name}")
             try:
-                if httpx.get(f"{self.url}/v2/", timeout=1, verify=verify).status_code in (200, 401):
+                headers = {"Host": ready_host} if ready_host else {}
+                if httpx.get(f"{self.url}/v2/", timeout=1, verify=verify, headers=headers).status_code in (200, 401):
                     return self
             except httpx.HTTPError:
                 pass

@@ -15,6 +15,8 @@ import typer
 from cargohold.cli.local_server import write_server_file
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from cargohold.config import Settings
 
 SERVER_ENVIRONMENT = {"MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
@@ -79,6 +81,8 @@ def serve(
     engine = make_engine(settings.db_url)
     started = bootstrap(engine, load_sealer(settings.data_dir), settings.data_dir, registry_name,
                         f"{registry_name}.{domain}".lower())
+    if tls is not None and "." not in settings.domain:
+        _cover_login_servers(settings, host, engine)
     engine.dispose()
     if started.credentials_file is not None:
         typer.echo(f"created an Owner service principal; its credentials are in {started.credentials_file}", err=True)
@@ -136,6 +140,23 @@ def _tls_files(settings: Settings, host: str, tls: str | None, cert: Path | None
     if (cert is None) != (key is None):
         raise typer.BadParameter("--tls-cert and --tls-key go together", param_hint="--tls-cert")
     return cert, key, None
+
+
+def _cover_login_servers(settings: Settings, host: str, engine: Engine) -> None:
+    """TLS clients refuse a wildcard right under a one-label name (`*.localhost`), so with such a domain the
+    certificate names each registry's login server, as they are now; a registry created later is covered
+    after the next start."""
+    from sqlalchemy import select
+
+    from cargohold.db.tables import registries
+    from cargohold.security.tls import ensure_self_signed, login_server_names
+
+    with engine.connect() as conn:
+        login_servers = sorted(conn.execute(select(registries.c.login_server)).scalars())
+    ensure_self_signed(settings.data_dir / "tls", [host, *login_server_names(settings.domain), *login_servers])
+    typer.echo(f"TLS: the domain {settings.domain} has one label, so the certificate names each login server; "
+               "a registry created later is covered after a restart (a domain such as registry.example is "
+               "covered by one wildcard)", err=True)
 
 
 def _is_loopback(host: str) -> bool:
