@@ -15,8 +15,13 @@ Operators allow internal targets by address range or by host name (`--egress-all
 `--egress-allow registry.internal`, `--egress-allow '*.corp.example'`). A name on the allow-list may resolve
 to any address; an address range allows what falls in it whatever name led there.
 
-`check_url` answers statically, without DNS, for what can be decided from the URL alone (a literal refused
-address, `localhost`, a metadata host name), so an API can refuse such a URL when it is configured.
+How a feature uses it (the policy is `RegistryContext.egress`):
+- httpx clients: `httpx.Client(transport=ctx.egress.transport(verify=…))`, or `async_transport()`; a refusal
+  is raised as `EgressRefused` (an `httpx.ConnectError`) before anything is sent;
+- when a tenant configures a URL: `ctx.egress.check_url(url)` answers statically, without DNS, what the URL
+  alone decides (a literal refused address, `localhost`, a metadata host name), so the API can answer 400;
+- a fetcher that is not httpx (a subprocess): `ctx.egress.resolve(host, port)` gives the allowed addresses
+  to connect it to.
 """
 
 from __future__ import annotations
@@ -207,6 +212,12 @@ class EgressPolicy:
             what = f"{host} resolves to {reason}"
         raise EgressRefused(f"{what}, which the outbound policy refuses; {POLICY_HINT}")
 
+    def resolve(self, host: str, port: int) -> list[str]:
+        """The addresses of `host` this policy lets a connection go to (blocking DNS). For a fetcher that is
+        not httpx (a subprocess), connect it to one of these rather than to the name, so the answer checked is
+        the one used. Raises EgressRefused, or OSError when the name does not resolve."""
+        return self.allowed_addresses(host, socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+
     def transport(self, *, verify: ssl.SSLContext | bool = True,
                   limits: httpx.Limits | None = None) -> httpx.BaseTransport:
         """An httpx transport (for `httpx.Client(transport=…)`) that connects only where the policy allows."""
@@ -266,11 +277,13 @@ class _SyncBackend(httpcore.NetworkBackend):
     def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
                     socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None) -> httpcore.NetworkStream:
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            addresses = self.policy.resolve(host, port)
+        except EgressRefused:
+            raise
         except OSError as exc:
             raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
         failure: Exception | None = None
-        for address in self.policy.allowed_addresses(host, infos):
+        for address in addresses:
             try:
                 return self.inner.connect_tcp(address, port, timeout, local_address, socket_options)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
