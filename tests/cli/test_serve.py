@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.server import RunningServer
 
@@ -50,6 +51,7 @@ def handshake(server: RunningServer, ca: Path, name: str) -> bool:
         return False
 
 
+@pytest.mark.backend_independent
 def test_a_one_label_domain_names_each_login_server(tmp_path: Path) -> None:
     """`*.localhost` is a wildcard no TLS client accepts, so the certificate names the login servers themselves:
     those present at start, and one created later once the server restarts."""
@@ -77,6 +79,7 @@ def test_a_one_label_domain_names_each_login_server(tmp_path: Path) -> None:
         server.stop()
 
 
+@pytest.mark.backend_independent
 def test_a_malformed_egress_exception_stops_the_start(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "cargohold", "serve", "--data-dir", str(tmp_path / "d"),
                              "--egress-allow", "10.0.0.0/8", "--egress-allow", "http://10.1.2.3/"],

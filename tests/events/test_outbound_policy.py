@@ -57,6 +57,7 @@ def test_a_change_to_a_refused_service_uri_is_refused(strict_arm: Arm) -> None:
     strict_arm.patch_webhook(name, status="disabled")
 
 
+@pytest.mark.backend_independent
 def test_a_delivery_the_policy_refuses_is_recorded_and_never_sent(tmp_path_factory: pytest.TempPathFactory) -> None:
     """A webhook made while loopback was allowed, delivered after a restart without that exception."""
     server = start_server(RunningServer(tmp_path_factory.mktemp("restarted") / "data"), FAST_DELIVERY)
