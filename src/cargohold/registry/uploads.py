@@ -33,7 +33,7 @@ from cargohold.oci.errors import (
 from cargohold.registry import locks
 from cargohold.registry.blobs import link_blob
 from cargohold.kernel.context import RegistryContext, utcnow
-from cargohold.registry.repositories import RepositoryRef, ensure_repository, is_repository
+from cargohold.registry.repositories import RepositoryRef, ensure_repository, find_repository_id, is_repository
 
 WRITE_BATCH = 8 * 1024 * 1024
 READ_CHUNK = 1024 * 1024
@@ -222,18 +222,28 @@ class Uploads:
             if digest.algorithm == RUNNING_ALGORITHM:
                 self._hashes.put(upload_id, size, running)
             raise digest_invalid("content does not match the digest", str(digest))
+        self._check_writable(ref)
         self.ctx.store.commit(upload_id, digest)
         with write_transaction(self.ctx.engine) as conn:
             lock_digest(conn, str(digest))
             vanished = self.ctx.store.stat(digest) is None
             if not vanished:
                 repository_id = ensure_repository(conn, ref, utcnow())
+                locks.check_repository_writable(conn, repository_id)
                 link_blob(conn, repository_id, digest, size)
             conn.execute(delete(uploads).where(uploads.c.id == upload_id))
         if vanished:
             self._hashes.drop(upload_id)
             raise blob_upload_invalid("the blob's bytes were removed as the upload finished (a registry holding "
                                       "them was deleted); upload it again")
+
+    def _check_writable(self, ref: RepositoryRef) -> None:
+        """The repository may have been write-locked since the upload started; refuse before the bytes are placed,
+        and again in the transaction that links them, so the lock holds either way."""
+        with self.ctx.engine.connect() as conn:
+            repository_id = find_repository_id(conn, ref)
+            if repository_id is not None:
+                locks.check_repository_writable(conn, repository_id)
 
     async def cancel(self, ref: RepositoryRef, upload_id: str) -> None:
         await self.status(ref, upload_id)
