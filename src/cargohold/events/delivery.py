@@ -75,7 +75,7 @@ class WebhookDelivery:
         error: str | None = None
         try:
             response = await self._http().post(owed.service_uri, content=owed.body.encode(), headers=headers)
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure is an attempt to record, never a traceback
             error = (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)[:500]
         duration_ms = int((time.perf_counter() - started) * 1000)
         await self.ctx.run(self._record, job, event_id, webhook_id, owed, headers, response, error, duration_ms)
