@@ -67,10 +67,17 @@ async def http_error_handler(_request: Request, exc: Exception) -> Response:
     return error_response(RegistryError("UNKNOWN", exc.detail or "request failed", exc.status_code))
 
 
+async def client_disconnect_handler(request: Request, exc: Exception) -> Response:
+    """A client that went away while sending its body (an interrupted push) is worth one line, not a traceback:
+    the upload keeps what it had acknowledged, and the client may resume it. Nobody reads the answer."""
+    assert isinstance(exc, ClientDisconnect)
+    log.info("client %s disconnected during %s %s", request.client.host if request.client else "?",
+             request.method, request.url.path[:200])
+    return Response(status_code=400)
+
+
 async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
     """Last resort: log the failure on our side; the client gets a spec-shaped error, never a trace."""
-    if isinstance(exc, ClientDisconnect):
-        return Response(status_code=400)
     log.exception("unhandled error in %s %s", request.method, request.url.path)
     return error_response(RegistryError("UNKNOWN", "internal error", 500))
 
