@@ -28,7 +28,8 @@ class _InlineContext:
     ("http://127.0.0.1:9/hook", {"X-Bad": "caf\u00e9"}),
 ])
 def test_a_delivery_the_client_refuses_is_an_attempt_with_its_error(uri: str, headers: dict[str, str]) -> None:
-    sender = delivery.WebhookDelivery(_InlineContext(), None, delivery.DeliverySettings(timeout=1))  # type: ignore[arg-type]
+    settings = delivery.DeliverySettings(timeout=1)
+    sender = delivery.WebhookDelivery(_InlineContext(), None, settings)  # type: ignore[arg-type]
     recorded: list[tuple[Any, ...]] = []
     sender._load = lambda event_id, webhook_id: delivery._Owed(uri, headers, "{}")  # type: ignore[method-assign]
     sender._record = lambda *args: recorded.append(args)  # type: ignore[method-assign]

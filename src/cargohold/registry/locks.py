@@ -68,7 +68,8 @@ def locked_holder(conn: Connection, repository_id: int, digest: str, kind: str) 
             return None
         seen |= fresh.keys()
         locked = conn.execute(select(manifests.c.digest).where(
-            manifests.c.id.in_(list(fresh)), or_(manifests.c.write_enabled.is_(False), manifests.c.delete_enabled.is_(False))
+            manifests.c.id.in_(list(fresh)),
+            or_(manifests.c.write_enabled.is_(False), manifests.c.delete_enabled.is_(False))
         ).limit(1)).scalar_one_or_none()
         if locked is not None:
             return f"the manifest {locked}"
