@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
-from cargohold.auth.passwords import first_usable_match, hash_secret, new_secret
+from cargohold.auth.passwords import hash_secret, new_secret
 from cargohold.auth.principals import ADMIN, IDENTITY, TOKEN, Principal
 from cargohold.auth.tables import admin_credentials, identities, registry_tokens
 from cargohold.db.tables import registries
@@ -120,20 +120,6 @@ def find_identity_credential(conn: Connection, client_id: str) -> Credential:
     if row is None:
         return _NOBODY
     return Credential(Principal(IDENTITY, row.id, row.name), (row.secret_hash,), (bool(row.enabled),))
-
-
-def authenticate(conn: Connection, registry_id: int, registry_name: str, username: str, password: str,
-                 now: datetime | None = None) -> Principal | None:
-    """Check a user name and password against, in turn, identities, the registry's tokens and its admin user.
-    Request handlers use `find_credential` and `passwords.password_checks` instead, off the shared pool."""
-    credential = find_credential(conn, registry_id, registry_name, username, now)
-    return credential.principal if first_usable_match(credential.hashes, credential.usable, password) else None
-
-
-def authenticate_identity(conn: Connection, client_id: str, secret: str) -> Principal | None:
-    """Client credentials of a user or service principal, for the identity provider's token endpoint."""
-    credential = find_identity_credential(conn, client_id)
-    return credential.principal if first_usable_match(credential.hashes, credential.usable, secret) else None
 
 
 _IDENTITY_VALID = select(identities.c.enabled).where(identities.c.id == bindparam("id"))

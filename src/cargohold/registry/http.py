@@ -132,7 +132,8 @@ def body_stream(request: Request) -> AsyncIterator[bytes]:
 
 MAX_RANGES = 100
 """More parts than this in one Range header are ignored (the whole blob is sent), as RFC 9110 allows."""
-_RANGE_SPEC = re.compile(r"^(\d*)-(\d*)$")
+_RANGE_SPEC = re.compile(r"^(\d{0,19})-(\d{0,19})$")
+"""A position has at most 19 digits (2**63); longer ones are malformed, not a slow big-number parse."""
 
 
 def byte_ranges(header: str | None, size: int, if_range: str | None = None,
