@@ -23,6 +23,7 @@ from cargohold.events.tables import delivery_attempts, events
 from cargohold.jobs.queue import Job, pending_payloads
 from cargohold.jobs.worker import JobFailed
 from cargohold.management.tables import webhooks
+from cargohold.management.webhooks import forbidden_header
 from cargohold.kernel.context import RegistryContext, utcnow
 from cargohold.security.master_key import Sealer
 
@@ -69,7 +70,8 @@ class WebhookDelivery:
         owed = await self.ctx.run(self._load, event_id, webhook_id)
         if owed is None:
             return
-        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **owed.headers}
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
+                   **{name: value for name, value in owed.headers.items() if not forbidden_header(name)}}
         started = time.perf_counter()
         response: httpx.Response | None = None
         error: str | None = None

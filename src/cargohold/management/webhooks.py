@@ -168,6 +168,10 @@ _HEADER_VALUE = re.compile(r"[\t\x20-\x7e]{0,4096}")
 """Visible ASCII, spaces and tabs: no line breaks or other control characters, nothing a client must encode."""
 
 
+def forbidden_header(name: str) -> bool:
+    return name.lower() in FORBIDDEN_HEADERS or name.lower().startswith("proxy-")
+
+
 def _service_uri(value: Any) -> str:
     """An absolute http(s) URL as it will be requested: no whitespace or control characters anywhere, a host,
     a valid port, and parseable by the client that delivers it."""
@@ -193,7 +197,7 @@ def _headers(value: Any) -> dict[str, str]:
             for k, v in value.items()):
         raise invalid("customHeaders must map header names to single-line string values of printable ASCII",
                       "InvalidCustomHeaders")
-    refused = sorted(k for k in value if k.lower() in FORBIDDEN_HEADERS or k.lower().startswith("proxy-"))
+    refused = sorted(k for k in value if forbidden_header(k))
     if refused:
         raise invalid(f"customHeaders may not set {', '.join(refused)}: hop-by-hop and framing headers are set "
                       "by the delivery itself", "InvalidCustomHeaders")
