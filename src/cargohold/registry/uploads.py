@@ -212,6 +212,7 @@ class Uploads:
         return digest
 
     def _commit(self, ref: RepositoryRef, upload_id: str, digest: Digest, size: int) -> None:
+        self._check_writable(ref)
         running = self._hashes.take(upload_id, size) if digest.algorithm == RUNNING_ALGORITHM else None
         if running is None:
             if self.ctx.store.upload_size(upload_id) is None:
@@ -222,7 +223,6 @@ class Uploads:
             if digest.algorithm == RUNNING_ALGORITHM:
                 self._hashes.put(upload_id, size, running)
             raise digest_invalid("content does not match the digest", str(digest))
-        self._check_writable(ref)
         self.ctx.store.commit(upload_id, digest)
         with write_transaction(self.ctx.engine) as conn:
             lock_digest(conn, str(digest))
