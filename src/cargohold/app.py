@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from cargohold.acr.routes import AcrRoutes
 from cargohold.auth.audit import AuditLog
@@ -22,7 +23,12 @@ from cargohold.management.routes import ManagementRoutes
 from cargohold.oci.errors import RegistryError
 from cargohold.kernel.context import RegistryContext
 from cargohold.kernel.egress import EgressPolicy
-from cargohold.registry.http import http_error_handler, registry_error_handler, unexpected_error_handler
+from cargohold.registry.http import (
+    client_disconnect_handler,
+    http_error_handler,
+    registry_error_handler,
+    unexpected_error_handler,
+)
 from cargohold.registry.routes import RegistryRoutes
 from cargohold.security.master_key import load_sealer
 
@@ -57,6 +63,7 @@ def create_app(settings: Settings) -> Starlette:
         exception_handlers={
             RegistryError: registry_error_handler,
             HTTPException: http_error_handler,
+            ClientDisconnect: client_disconnect_handler,
             Exception: unexpected_error_handler,
         },
         lifespan=lifespan,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from tests.clients.oci_layout import write_image_layout
 from tests.conftest import require_tool
-from tests.support.images import OCI_MANIFEST, make_image, push_image
+from tests.support.images import OCI_INDEX, OCI_MANIFEST, make_image, push_image, sha256
 from tests.support.server import RunningServer
 
 
@@ -85,3 +86,53 @@ def test_write_locked_repository_takes_no_pushes(client: httpx.Client) -> None:
     assert client.put("/v2/locks/frozen/manifests/v2", content=image.manifest,
                       headers={"Content-Type": OCI_MANIFEST}).status_code in (400, 403)
     assert client.get("/v2/locks/frozen/tags/list").json()["tags"] == ["v1"]
+
+
+def _index(*children: tuple[str, int]) -> bytes:
+    return json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {"mediaType": OCI_MANIFEST, "digest": digest, "size": size,
+         "platform": {"architecture": f"arch{i}", "os": "linux"}} for i, (digest, size) in enumerate(children)]}
+    ).encode()
+
+
+def test_locked_image_keeps_its_blobs(client: httpx.Client) -> None:
+    image = make_image("blob-locked", 2)
+    digest = push_image(client, "locks/layers", "stable", image)
+    layer = sha256(image.layers[0])
+    client.patch("/acr/v1/locks/layers/_tags/stable", json={"writeEnabled": False, "deleteEnabled": False})
+    refused = client.delete(f"/v2/locks/layers/blobs/{layer}")
+    assert refused.status_code == 403 and refused.json()["errors"][0]["code"] == "DENIED"
+    assert client.get(f"/v2/locks/layers/blobs/{layer}").content == image.layers[0]
+
+    client.patch("/acr/v1/locks/layers/_tags/stable", json={"writeEnabled": True, "deleteEnabled": True})
+    client.patch(f"/acr/v1/locks/layers/_manifests/{digest}", json={"deleteEnabled": False})
+    assert client.delete(f"/v2/locks/layers/blobs/{sha256(image.config)}").status_code == 403
+    client.patch(f"/acr/v1/locks/layers/_manifests/{digest}", json={"deleteEnabled": True})
+    assert client.delete(f"/v2/locks/layers/blobs/{layer}").status_code == 202, "unlocked: the spec's delete"
+
+
+def test_locked_index_keeps_its_children_and_their_blobs(client: httpx.Client) -> None:
+    child = make_image("index-child", 1)
+    child_digest = push_image(client, "locks/multi", child.digest, child)
+    index = _index((child_digest, len(child.manifest)))
+    assert client.put("/v2/locks/multi/manifests/v1", content=index,
+                      headers={"Content-Type": OCI_INDEX}).status_code == 201
+    client.patch("/acr/v1/locks/multi/_tags/v1", json={"deleteEnabled": False})
+    assert client.delete(f"/v2/locks/multi/manifests/{child_digest}").status_code == 403
+    assert client.delete(f"/v2/locks/multi/blobs/{sha256(child.layers[0])}").status_code == 403
+    assert client.get(f"/v2/locks/multi/manifests/{child_digest}").status_code == 200
+
+
+def test_upload_cannot_finish_after_the_repository_is_write_locked(client: httpx.Client) -> None:
+    push_image(client, "locks/late", "v1", make_image("late", 1))
+    data = b"late bytes" * 100
+    started = client.post("/v2/locks/late/blobs/uploads/")
+    assert started.status_code == 202
+    location = started.headers["Location"]
+    assert client.patch(location, content=data).status_code == 202
+    client.patch("/acr/v1/locks/late", json={"writeEnabled": False})
+    refused = client.put(location, params={"digest": sha256(data)})
+    assert refused.status_code == 403 and refused.json()["errors"][0]["code"] == "DENIED"
+    assert client.head(f"/v2/locks/late/blobs/{sha256(data)}").status_code == 404
+    client.patch("/acr/v1/locks/late", json={"writeEnabled": True})
+    assert client.put(location, params={"digest": sha256(data)}).status_code == 201, "the upload is kept"

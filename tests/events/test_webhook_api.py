@@ -78,6 +78,16 @@ def test_get_callback_config_shows_the_uri_and_headers_that_get_and_list_hide(ar
     ({"serviceUri": "http://127.0.0.1:9/hook", "actions": ["push"], "customHeaders": {"X-A": "1\r\nX-B: 2"}},
      "InvalidCustomHeaders"),
     ({"serviceUri": "http://127.0.0.1:9/hook", "actions": ["push"], "status": "paused"}, None),
+    *[({"serviceUri": "http://127.0.0.1:9/hook", "actions": ["push"], "customHeaders": {name: "1"}},
+       "InvalidCustomHeaders")
+      for name in ("Content-Length", "transfer-encoding", "Host", "Connection", "Keep-Alive", "Proxy-Authorization",
+                   "TE", "Trailer", "Upgrade")],
+    ({"serviceUri": "http://127.0.0.1:9/hook", "actions": ["push"], "customHeaders": {"X-A": "caf\u00e9"}},
+     "InvalidCustomHeaders"),
+    *[({"serviceUri": uri, "actions": ["push"]}, "InvalidServiceUri")
+      for uri in ("http://127.0.0.1:9/hook\r\nX-Injected: 1", "http://127.0.0.1:9/a b", "http://exa mple.com/",
+                  "/relative/hook", "127.0.0.1:9/hook", "http:///nohost", "http://127.0.0.1:99999/hook",
+                  "http://127.0.0.1:9/\u00e9t\u00e9", "http://127.0.0.1:9/\x00")],
 ])
 def test_bad_webhooks_are_refused_with_arm_errors(arm: Arm, properties: dict[str, object], code: str | None) -> None:
     name = unique("bad")
@@ -88,6 +98,15 @@ def test_bad_webhooks_are_refused_with_arm_errors(arm: Arm, properties: dict[str
     assert error["code"] == (code or error["code"]) and isinstance(error["code"], str) and error["code"]
     assert arm.request("GET", f"/webhooks/{name}").status_code == 404
     assert name not in arm.request("GET", "/webhooks").text
+
+
+def test_an_update_cannot_add_framing_headers_or_a_bad_uri(arm: Arm, webhook: Webhooks, receiver: Receiver) -> None:
+    hook = webhook(receiver.url("/kept"), actions=["push"], scope=unique("nothing/here"), headers={"X-A": "1"})
+    for properties in ({"customHeaders": {"Transfer-Encoding": "chunked"}}, {"serviceUri": "http://a b/"},
+                       {"serviceUri": receiver.url("/x\r\n")}):
+        response = arm.request("PATCH", f"/webhooks/{hook}", {"properties": properties})
+        assert response.status_code == 400 and "error" in response.json(), properties
+    assert arm.callback_config(hook) == {"serviceUri": receiver.url("/kept"), "customHeaders": {"X-A": "1"}}
 
 
 def test_bad_names_and_missing_webhooks(arm: Arm) -> None:

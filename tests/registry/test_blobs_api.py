@@ -100,6 +100,26 @@ def test_range_requests(client: httpx.Client) -> None:
     assert beyond.status_code == 416
     backwards = client.get(f"/v2/blobs/range/blobs/{digest}", headers={"Range": "bytes=500-0"})
     assert backwards.status_code == 416
+    suffix = client.get(f"/v2/blobs/range/blobs/{digest}", headers={"Range": "bytes=-6"})
+    assert suffix.status_code == 206 and suffix.content == data[-6:]
+
+
+def test_unknown_range_units_are_ignored_and_bad_ranges_refused_in_the_spec_shape(client: httpx.Client) -> None:
+    data = bytes(range(256)) * 4
+    digest = push_blob(client, "blobs/badrange", data)
+    url = f"/v2/blobs/badrange/blobs/{digest}"
+    for header in ("items=0-1", "pages=1-"):
+        whole = client.get(url, headers={"Range": header})
+        assert whole.status_code == 200 and whole.content == data, header
+    for header in ("bytes=--1", "bytes=abc", "bytes=-", "bytes=1-2-3", "bytes=5", "bytes 0-1", f"bytes={len(data)}-",
+                   "bytes=" + "9" * 5000 + "-"):
+        refused = client.get(url, headers={"Range": header})
+        assert refused.status_code == 416, header
+        assert refused.headers["Content-Type"] == "application/json", header
+        assert refused.json()["errors"][0]["code"] == "RANGE_INVALID", header
+        assert refused.headers["Content-Range"] == f"bytes */{len(data)}", header
+    stale = client.get(url, headers={"Range": "bytes=--1", "If-Range": '"sha256:other"'})
+    assert stale.status_code == 200 and stale.content == data, "a stale If-Range means the whole blob"
 
 
 def test_a_blob_is_visible_only_where_it_was_pushed_or_mounted(client: httpx.Client) -> None:

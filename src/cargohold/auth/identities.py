@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
-from cargohold.auth.passwords import check_secret, hash_secret, new_secret
+from cargohold.auth.passwords import hash_secret, new_secret
 from cargohold.auth.principals import ADMIN, IDENTITY, TOKEN, Principal
 from cargohold.auth.tables import admin_credentials, identities, registry_tokens
 from cargohold.db.tables import registries
@@ -72,46 +72,54 @@ def list_identities(conn: Connection) -> list[dict[str, object]]:
     return [dict(row._mapping) for row in rows]
 
 
-def authenticate(conn: Connection, registry_id: int, registry_name: str, username: str, password: str,
-                 now: datetime | None = None) -> Principal | None:
-    """Check a user name and password against, in turn, identities, the registry's tokens and its admin user.
+@dataclass(frozen=True)
+class Credential:
+    """What a user name may log in as, and the hashes its password is checked against in order; matching
+    `hashes[i]` lets it in only if `usable[i]` (enabled, not expired). A name that matches nothing has one
+    `None` hash, checked all the same, so the time spent does not tell which names exist."""
 
-    The argon2 check runs whether or not the name exists, so timing does not tell which names do.
-    """
+    principal: Principal | None
+    hashes: tuple[str | None, ...]
+    usable: tuple[bool, ...]
+
+
+_NOBODY = Credential(None, (None,), (False,))
+
+
+def find_credential(conn: Connection, registry_id: int, registry_name: str, username: str,
+                    now: datetime | None = None) -> Credential:
+    """The credential a user name names: in turn an identity, one of the registry's tokens, its admin user."""
     now = now or utcnow()
-    identity = conn.execute(select(identities.c.id, identities.c.name, identities.c.secret_hash,
-                                   identities.c.enabled).where(identities.c.client_id == username)).first()
-    if identity is not None:
-        ok = check_secret(identity.secret_hash, password)
-        return Principal(IDENTITY, identity.id, identity.name) if ok and identity.enabled else None
+    identity = find_identity_credential(conn, username)
+    if identity.principal is not None:
+        return identity
 
     token = conn.execute(select(registry_tokens).where(registry_tokens.c.registry_id == registry_id,
                                                        registry_tokens.c.name == username)).first()
     if token is not None:
-        for slot in ("password1", "password2"):
-            expires = getattr(token, f"{slot}_expires_at")
-            if check_secret(getattr(token, f"{slot}_hash"), password) and (expires is None or _aware(expires) > now):
-                return Principal(TOKEN, token.id, token.name) if token.enabled else None
-        return None
+        slots = ("password1", "password2")
+        hashes = tuple(getattr(token, f"{slot}_hash") for slot in slots)
+        expiries = [getattr(token, f"{slot}_expires_at") for slot in slots]
+        return Credential(Principal(TOKEN, token.id, token.name), hashes,
+                          tuple(bool(token.enabled) and (e is None or _aware(e) > now) for e in expiries))
 
     if username.lower() == registry_name.lower():
         enabled = conn.execute(select(registries.c.admin_user_enabled)
                                .where(registries.c.id == registry_id)).scalar_one_or_none()
-        hashes = conn.execute(select(admin_credentials.c.password_hash)
-                              .where(admin_credentials.c.registry_id == registry_id)).scalars().all()
-        matched = any([check_secret(h, password) for h in hashes]) if hashes else check_secret(None, password)
-        return Principal(ADMIN, registry_id, registry_name) if matched and enabled else None
-
-    check_secret(None, password)
-    return None
+        hashes = tuple(conn.execute(select(admin_credentials.c.password_hash)
+                                    .where(admin_credentials.c.registry_id == registry_id)).scalars().all())
+        if hashes:
+            return Credential(Principal(ADMIN, registry_id, registry_name), hashes, (bool(enabled),) * len(hashes))
+    return _NOBODY
 
 
-def authenticate_identity(conn: Connection, client_id: str, secret: str) -> Principal | None:
-    """Client credentials of a user or service principal, for the identity provider's token endpoint."""
+def find_identity_credential(conn: Connection, client_id: str) -> Credential:
+    """A user's or service principal's client secret, for the identity provider's token endpoint."""
     row = conn.execute(select(identities.c.id, identities.c.name, identities.c.secret_hash, identities.c.enabled)
                        .where(identities.c.client_id == client_id)).first()
-    ok = check_secret(row.secret_hash if row else None, secret)
-    return Principal(IDENTITY, row.id, row.name) if row and ok and row.enabled else None
+    if row is None:
+        return _NOBODY
+    return Credential(Principal(IDENTITY, row.id, row.name), (row.secret_hash,), (bool(row.enabled),))
 
 
 _IDENTITY_VALID = select(identities.c.enabled).where(identities.c.id == bindparam("id"))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from threading import BoundedSemaphore, Lock
 
 from argon2 import PasswordHasher
@@ -71,3 +74,49 @@ def check_secret(secret_hash: str | None, secret: str) -> bool:
     if matched and secret_hash is not None:
         verified_pairs.add(secret_hash, secret)
     return matched
+
+
+def first_usable_match(hashes: Sequence[str | None], usable: Sequence[bool], secret: str) -> bool:
+    """Whether `secret` matches one of `hashes` whose `usable` flag is set, checking in order until one does.
+
+    Every hash is checked whatever its flag (a disabled or expired credential costs the same time as a usable
+    one); a `None` hash spends the time of a check and matches nothing."""
+    for secret_hash, ok in zip(hashes, usable, strict=True):
+        if check_secret(secret_hash, secret) and ok:
+            return True
+    return False
+
+
+class ChecksBusy(Exception):
+    """More password checks are waiting than `PasswordChecks` admits: the caller should answer 429."""
+
+
+class PasswordChecks:
+    """argon2 checks for request handlers, on a thread of their own with a short waiting line.
+
+    A flood of logins then cannot take the shared thread pool that every other request needs: at most one
+    check runs (see `_concurrent_checks`), at most `max_waiting` wait, and the rest are refused at once.
+    A secret argon2 already accepted for a hash is answered from `verified_pairs` without waiting at all, so
+    a caller with valid credentials never queues behind the flood. Used from one event loop per process.
+    """
+
+    def __init__(self, max_waiting: int = 8) -> None:
+        self._executor = ThreadPoolExecutor(1, "cargohold-argon2")
+        self._max_waiting = max_waiting
+        self._waiting = 0
+
+    async def first_usable_match(self, hashes: Sequence[str | None], usable: Sequence[bool], secret: str) -> bool:
+        if any(ok and secret_hash is not None and (secret_hash, secret) in verified_pairs
+               for secret_hash, ok in zip(hashes, usable, strict=True)):
+            return True
+        if self._waiting >= self._max_waiting:
+            raise ChecksBusy("too many password checks waiting")
+        self._waiting += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, first_usable_match, hashes, usable, secret)
+        finally:
+            self._waiting -= 1
+
+
+password_checks = PasswordChecks()

@@ -16,11 +16,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cargohold.auth import jwt_tokens
-from cargohold.auth.identities import authenticate_identity
+from cargohold.auth.identities import find_identity_credential
 from cargohold.auth.permissions import parse_scopes
 from cargohold.auth.principals import ANONYMOUS_PRINCIPAL, Principal
 from cargohold.auth.service import AuthService, decode_basic
-from cargohold.auth.throttle import is_throttled, throttle_key
 from cargohold.kernel.tenancy import RegistryRecord, login_server_exists
 from cargohold.oci.errors import RegistryError
 
@@ -158,13 +157,16 @@ class AuthRoutes:
         if not await self._known_audience(audience):
             return _oauth_error("invalid_scope", f"unknown resource {audience[:100]!r}")
         peer = request.client.host if request.client else ""
-        key = throttle_key(peer, client_id)
-        if await self.auth.ctx.read(is_throttled, key):
-            self.auth.record(None, None, peer, "login", "throttled", detail=f"client_credentials {client_id[:100]}")
-            return _oauth_error("temporarily_unavailable", "too many failed attempts; try again later", 429)
-        principal = await self.auth.ctx.run(self._authenticate_identity, client_id, secret)
+        try:
+            await self.auth.refuse_if_throttled(None, peer, client_id)
+            credential = await self.auth.ctx.read(find_identity_credential, client_id)
+            principal = await self.auth.verify_secret(None, peer, credential, secret)
+        except RegistryError as exc:
+            if exc.status != 429:
+                raise
+            return _oauth_error("temporarily_unavailable", exc.message, 429, exc.headers)
         if principal is None:
-            await self.auth.ctx.run(self.auth.record_failure, key)
+            await self.auth.ctx.run(self.auth.record_failure, peer, client_id)
             self.auth.record(None, None, peer, "login", "failed", detail=f"client_credentials {client_id[:100]}")
             return _oauth_error("invalid_client", "client id or secret is wrong", 401)
         self.auth.record(None, principal, peer, "login", "success", detail=f"client_credentials for {audience}")
@@ -176,10 +178,6 @@ class AuthRoutes:
         return JSONResponse({"token_type": "Bearer", "expires_in": jwt_tokens.IDENTITY_TTL,
                              "ext_expires_in": jwt_tokens.IDENTITY_TTL, "access_token": token},
                             headers={"Cache-Control": "no-store"})
-
-    def _authenticate_identity(self, client_id: str, secret: str) -> Principal | None:
-        with self.auth.ctx.engine.connect() as conn:
-            return authenticate_identity(conn, client_id, secret)
 
     async def _known_audience(self, audience: str) -> bool:
         if audience in DATA_PLANE_AUDIENCES or audience in MANAGEMENT_AUDIENCES:
@@ -198,9 +196,10 @@ async def _form(request: Request) -> FormData:
         raise RegistryError("UNSUPPORTED", "expected an application/x-www-form-urlencoded body", 400) from None
 
 
-def _oauth_error(code: str, description: str, status: int = 400) -> Response:
+def _oauth_error(code: str, description: str, status: int = 400,
+                 headers: dict[str, str] | None = None) -> Response:
     return JSONResponse({"error": code, "error_description": description, "timestamp": int(time.time())},
-                        status_code=status)
+                        status_code=status, headers=headers)
 
 
 def _base_url(request: Request) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from cargohold.auth import identities, jwt_tokens, keys, throttle
+from cargohold.auth import identities, jwt_tokens, keys, passwords, throttle
 from cargohold.auth.audit import AuditEvent, AuditLog
 from cargohold.auth.network import NetworkPolicy, load_policy
 from cargohold.auth.permissions import Scope, intersect
@@ -135,28 +135,39 @@ class AuthService:
 
     async def check_password(self, registry: RegistryRecord, client_ip: str, username: str,
                              password: str) -> Principal | None:
-        """A user name and password, throttled per client and name; failures are recorded and audited."""
-        key = throttle.throttle_key(client_ip, username)
-        if await self.ctx.read(throttle.is_throttled, key):
-            self.record(registry, None, client_ip, "login", "throttled", detail=username[:200])
-            raise RegistryError("TOOMANYREQUESTS", "too many failed logins; try again later", 429,
-                                headers={"Retry-After": str(int(throttle.WINDOW.total_seconds()))})
+        """A user name and password, throttled per client and name and per client; failures are recorded and
+        audited. The argon2 check runs on its own bounded lane (`passwords.password_checks`)."""
+        await self.refuse_if_throttled(registry, client_ip, username)
         if username == REFRESH_TOKEN_USER:
             principal = await self.principal_from_refresh_token(registry, password)
         else:
-            principal = await self.ctx.run(self._authenticate, registry, username, password)
+            credential = await self.ctx.read(identities.find_credential, registry.id, registry.name, username)
+            principal = await self.verify_secret(registry, client_ip, credential, password)
         if principal is None:
-            await self.ctx.run(self.record_failure, key)
+            await self.ctx.run(self.record_failure, client_ip, username)
             self.record(registry, None, client_ip, "login", "failed", detail=username[:200])
         return principal
 
-    def _authenticate(self, registry: RegistryRecord, username: str, password: str) -> Principal | None:
-        with self.ctx.engine.connect() as conn:
-            return identities.authenticate(conn, registry.id, registry.name, username, password)
+    async def refuse_if_throttled(self, registry: RegistryRecord | None, client_ip: str, username: str) -> None:
+        if await self.ctx.read(throttle.is_throttled, client_ip, username):
+            self.record(registry, None, client_ip, "login", "throttled", detail=username[:200])
+            raise RegistryError("TOOMANYREQUESTS", "too many failed logins; try again later", 429,
+                                headers={"Retry-After": str(int(throttle.WINDOW.total_seconds()))})
 
-    def record_failure(self, key: str) -> None:
+    async def verify_secret(self, registry: RegistryRecord | None, client_ip: str, credential: identities.Credential,
+                            secret: str) -> Principal | None:
+        """The principal if `secret` matches the credential; 429 when too many checks are already waiting."""
+        try:
+            matched = await passwords.password_checks.first_usable_match(credential.hashes, credential.usable, secret)
+        except passwords.ChecksBusy:
+            self.record(registry, None, client_ip, "login", "busy")
+            raise RegistryError("TOOMANYREQUESTS", "too many logins in progress; try again shortly", 429,
+                                headers={"Retry-After": "1"}) from None
+        return credential.principal if matched else None
+
+    def record_failure(self, client_ip: str, username: str) -> None:
         with write_transaction(self.ctx.engine, signal=False) as conn:
-            throttle.record_failure(conn, key)
+            throttle.record_failure(conn, client_ip, username)
 
     async def _verify_basic(self, request: Request, registry: RegistryRecord, client_ip: str,
                             credential: str) -> Principal | None:

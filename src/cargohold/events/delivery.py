@@ -23,6 +23,7 @@ from cargohold.events.tables import delivery_attempts, events
 from cargohold.jobs.queue import Job, pending_payloads
 from cargohold.jobs.worker import JobFailed
 from cargohold.management.tables import webhooks
+from cargohold.management.webhooks import forbidden_header
 from cargohold.kernel.context import RegistryContext, utcnow
 from cargohold.kernel.egress import EgressRefused
 from cargohold.security.master_key import Sealer
@@ -90,7 +91,7 @@ class WebhookDelivery:
         if owed is None:
             return
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "Accept-Encoding": "identity",
-                   **owed.headers}
+                   **{name: value for name, value in owed.headers.items() if not forbidden_header(name)}}
         started = time.perf_counter()
         answer: _Answer | None = None
         error: str | None = None
@@ -101,7 +102,7 @@ class WebhookDelivery:
                                  await _excerpt(response))
         except EgressRefused as exc:
             error = f"refused by the outbound policy: {exc}"[:500]
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure is an attempt to record, never a traceback
             error = (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)[:500]
         duration_ms = int((time.perf_counter() - started) * 1000)
         await self.ctx.run(self._record, job, event_id, webhook_id, owed, headers, answer, error, duration_ms)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Row
 
@@ -163,13 +164,37 @@ def _seal(sealer: Sealer, service_uri: str, headers: dict[str, str]) -> bytes:
     return sealer.seal(json.dumps({"serviceUri": service_uri, "customHeaders": headers}).encode())
 
 
+MAX_URI = 2048
+FORBIDDEN_HEADERS = frozenset({"connection", "content-length", "expect", "host", "keep-alive", "te", "trailer",
+                               "transfer-encoding", "upgrade"})
+"""Hop-by-hop and framing headers: the delivery's HTTP client sets these itself, and a webhook's own value
+would frame the request wrongly (the event left on the connection as a second request). `Proxy-*` too."""
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]{0,4096}")
+"""Visible ASCII, spaces and tabs: no line breaks or other control characters, nothing a client must encode."""
+
+
+def forbidden_header(name: str) -> bool:
+    return name.lower() in FORBIDDEN_HEADERS or name.lower().startswith("proxy-")
+
+
 def _service_uri(value: Any) -> str:
+    """An absolute http(s) URL as it will be requested: no whitespace or control characters anywhere, a host,
+    a valid port, and parseable by the client that delivers it."""
     if not isinstance(value, str):
         raise invalid("serviceUri is required: the http(s) address events are posted to", "InvalidServiceUri")
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname or len(value) > 2048:
-        raise invalid("serviceUri must be an absolute http or https URL", "InvalidServiceUri")
-    return value.strip()
+    uri = value
+    try:
+        if len(uri) > MAX_URI or not uri.isascii() or any(c.isspace() or not c.isprintable() for c in uri):
+            raise ValueError("whitespace or control characters")
+        parts = urlsplit(uri)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.port == 0:  # .port checks its range
+            raise ValueError("not absolute http(s)")
+        httpx.URL(uri)
+    except (ValueError, httpx.InvalidURL):
+        raise invalid("serviceUri must be an absolute http or https URL of at most 2048 printable ASCII "
+                      "characters, without spaces", "InvalidServiceUri") from None
+    return uri
 
 
 def _check_outbound(egress: EgressPolicy, service_uri: str) -> None:
@@ -185,9 +210,14 @@ def _check_outbound(egress: EgressPolicy, service_uri: str) -> None:
 
 def _headers(value: Any) -> dict[str, str]:
     if not isinstance(value, dict) or len(value) > MAX_HEADERS or not all(
-            isinstance(k, str) and isinstance(v, str) and re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}", k)
-            and "\n" not in v and "\r" not in v and len(v) <= 4096 for k, v in value.items()):
-        raise invalid("customHeaders must map header names to single-line string values", "InvalidCustomHeaders")
+            isinstance(k, str) and isinstance(v, str) and _HEADER_NAME.fullmatch(k) and _HEADER_VALUE.fullmatch(v)
+            for k, v in value.items()):
+        raise invalid("customHeaders must map header names to single-line string values of printable ASCII",
+                      "InvalidCustomHeaders")
+    refused = sorted(k for k in value if forbidden_header(k))
+    if refused:
+        raise invalid(f"customHeaders may not set {', '.join(refused)}: hop-by-hop and framing headers are set "
+                      "by the delivery itself", "InvalidCustomHeaders")
     return dict(value)
 
 

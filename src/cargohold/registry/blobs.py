@@ -43,7 +43,7 @@ def delete_blob(ctx: RegistryContext, ref: RepositoryRef, digest: Digest) -> Non
         repository_id = find_repository_id(conn, ref)
         removed = 0
         if repository_id is not None:
-            locks.check_repository_deletable(conn, repository_id)
+            locks.check_blob_deletable(conn, repository_id, str(digest))
             removed = conn.execute(
                 delete(repository_blobs).where(repository_blobs.c.repository_id == repository_id,
                                                repository_blobs.c.digest == str(digest))

@@ -6,6 +6,7 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator
+from typing import NoReturn
 from urllib.parse import urlencode
 
 from starlette.exceptions import HTTPException
@@ -66,10 +67,17 @@ async def http_error_handler(_request: Request, exc: Exception) -> Response:
     return error_response(RegistryError("UNKNOWN", exc.detail or "request failed", exc.status_code))
 
 
+async def client_disconnect_handler(request: Request, exc: Exception) -> Response:
+    """A client that went away while sending its body (an interrupted push) is worth one line, not a traceback:
+    the upload keeps what it had acknowledged, and the client may resume it. Nobody reads the answer."""
+    assert isinstance(exc, ClientDisconnect)
+    log.info("client %s disconnected during %s %s", request.client.host if request.client else "?",
+             request.method, request.url.path[:200])
+    return Response(status_code=400)
+
+
 async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
     """Last resort: log the failure on our side; the client gets a spec-shaped error, never a trace."""
-    if isinstance(exc, ClientDisconnect):
-        return Response(status_code=400)
     log.exception("unhandled error in %s %s", request.method, request.url.path)
     return error_response(RegistryError("UNKNOWN", "internal error", 500))
 
@@ -122,41 +130,70 @@ def body_stream(request: Request) -> AsyncIterator[bytes]:
     return request.stream()
 
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+MAX_RANGES = 100
+"""More parts than this in one Range header are ignored (the whole blob is sent), as RFC 9110 allows."""
+_RANGE_SPEC = re.compile(r"^(\d{0,19})-(\d{0,19})$")
+"""A position has at most 19 digits (2**63); longer ones are malformed, not a slow big-number parse."""
 
 
-def check_range(header: str | None, size: int) -> None:
-    """Refuse a single byte range that lies outside the blob with 416, in the spec's error shape."""
-    if header is None:
-        return
-    match = _RANGE.match(header.strip())
-    if match is None:
-        return
-    start_text, end_text = match.groups()
-    unsatisfiable = (
-        (not start_text and not end_text)
-        or (start_text and int(start_text) >= size)
-        or (start_text and end_text and int(end_text) < int(start_text))
-        or (not start_text and end_text and int(end_text) == 0)
-    )
-    if unsatisfiable:
-        raise RegistryError("SIZE_INVALID", "requested range not satisfiable",
-                            416, {"range": header[:100], "size": size}, headers={"Content-Range": f"bytes */{size}"})
+def byte_ranges(header: str | None, size: int, if_range: str | None = None,
+                etag: str | None = None) -> list[tuple[int, int]]:
+    """The `[start, end)` byte ranges a GET asks for, sorted and merged; empty means the whole blob.
 
-
-def proxied_blob(store: BlobStore, digest: Digest, size: int, range_header: str | None,
-                 headers: dict[str, str]) -> Response:
-    """Stream a blob the store cannot hand to the kernel (a cloud store without redirects), honouring one
-    byte range as a file response would."""
-    start, end = 0, size
-    status = 200
-    match = _RANGE.match(range_header.strip()) if range_header else None
-    if match is not None:
+    RFC 9110: a Range with another unit than `bytes` is ignored, as is one whose `If-Range` does not match.
+    A malformed byte range, or one no byte of the blob satisfies, is refused with 416 in the spec's error
+    shape and `Content-Range: bytes */<size>`.
+    """
+    if header is None or (if_range is not None and if_range.strip() != etag):
+        return []
+    unit, equals, specs = header.partition("=")
+    if unit.strip().lower() != "bytes":
+        if not equals and header.strip().lower().startswith("bytes"):
+            _bad_range(header, size)
+        return []
+    parts = specs.split(",")
+    if len(parts) > MAX_RANGES:
+        return []
+    ranges: list[tuple[int, int]] = []
+    for part in parts:
+        match = _RANGE_SPEC.match(part.strip())
+        if match is None or match.groups() == ("", ""):
+            _bad_range(header, size)
         first, last = match.groups()
         if first:
-            start, end = int(first), min(size, int(last) + 1) if last else size
+            start = int(first)
+            if last and int(last) < start:
+                _bad_range(header, size)
+            end = min(size, int(last) + 1) if last else size
         else:
             start, end = max(0, size - int(last)), size
+        if start < end:
+            ranges.append((start, end))
+    if not ranges:
+        _bad_range(header, size, "requested range not satisfiable")
+    ranges.sort()
+    merged = [ranges[0]]
+    for start, end in ranges[1:]:
+        if start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _bad_range(header: str, size: int, message: str = "malformed byte range") -> NoReturn:
+    raise RegistryError("RANGE_INVALID", message, 416, {"range": header[:100], "size": size},
+                        headers={"Content-Range": f"bytes */{size}"})
+
+
+def proxied_blob(store: BlobStore, digest: Digest, size: int, ranges: list[tuple[int, int]],
+                 headers: dict[str, str]) -> Response:
+    """Stream a blob the store cannot hand to the kernel (a cloud store without redirects), honouring a single
+    byte range (several are answered with the whole blob, which RFC 9110 allows)."""
+    start, end = 0, size
+    status = 200
+    if len(ranges) == 1:
+        start, end = ranges[0]
         status = 206
         headers = {**headers, "Content-Range": f"bytes {start}-{end - 1}/{size}"}
     return StreamingResponse(store.read(digest, PROXY_CHUNK, start, end), status,

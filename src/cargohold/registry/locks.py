@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.engine import Connection
 
-from cargohold.db.tables import manifests, repositories, tags
+from cargohold.db.tables import manifest_references, manifests, repositories, tags
 from cargohold.oci.errors import RegistryError
 
 
@@ -35,15 +35,67 @@ def check_repository_deletable(conn: Connection, repository_id: int) -> None:
 
 
 def check_manifest_deletable(conn: Connection, manifest_id: int) -> None:
-    row = conn.execute(select(manifests.c.write_enabled, manifests.c.delete_enabled)
-                       .where(manifests.c.id == manifest_id)).first()
-    if row is not None and not (row.write_enabled and row.delete_enabled):
+    row = conn.execute(select(manifests.c.write_enabled, manifests.c.delete_enabled, manifests.c.digest,
+                              manifests.c.repository_id).where(manifests.c.id == manifest_id)).first()
+    if row is None:
+        return
+    if not (row.write_enabled and row.delete_enabled):
         raise disallowed("the manifest is locked against deletion")
     locked_tag = conn.execute(select(tags.c.name).where(
         tags.c.manifest_id == manifest_id, (tags.c.write_enabled.is_(False)) | (tags.c.delete_enabled.is_(False))
     ).limit(1)).first()
     if locked_tag is not None:
         raise disallowed(f"its tag {locked_tag.name} is locked against deletion")
+    holder = locked_holder(conn, row.repository_id, row.digest, "manifest")
+    if holder is not None:
+        raise disallowed(f"{holder} refers to this manifest and is locked against deletion")
+
+
+MAX_INDEX_DEPTH = 16
+"""How many index levels `locked_holder` climbs; indexes nest one or two deep in practice."""
+
+
+def locked_holder(conn: Connection, repository_id: int, digest: str, kind: str) -> str | None:
+    """What protects `digest` (a blob, or a child manifest) in the repository: a manifest that needs it and is
+    locked against writing or deletion, itself or by one of its tags, directly or through the indexes above it.
+
+    Removing the blob or child would break that image, so a lock on the image holds for it as well."""
+    needers = _needers(conn, repository_id, [digest], kind)
+    seen: set[int] = set()
+    for _ in range(MAX_INDEX_DEPTH):
+        fresh = {row.id: row.digest for row in needers if row.id not in seen}
+        if not fresh:
+            return None
+        seen |= fresh.keys()
+        locked = conn.execute(select(manifests.c.digest).where(
+            manifests.c.id.in_(list(fresh)),
+            or_(manifests.c.write_enabled.is_(False), manifests.c.delete_enabled.is_(False))
+        ).limit(1)).scalar_one_or_none()
+        if locked is not None:
+            return f"the manifest {locked}"
+        locked_tag = conn.execute(select(tags.c.name).where(
+            tags.c.manifest_id.in_(list(fresh)), or_(tags.c.write_enabled.is_(False), tags.c.delete_enabled.is_(False))
+        ).limit(1)).scalar_one_or_none()
+        if locked_tag is not None:
+            return f"the tag {locked_tag}"
+        needers = _needers(conn, repository_id, list(fresh.values()), "manifest")
+    return None
+
+
+def _needers(conn: Connection, repository_id: int, digests: list[str], kind: str) -> list[Any]:
+    return list(conn.execute(
+        select(manifests.c.id, manifests.c.digest)
+        .join(manifest_references, manifest_references.c.manifest_id == manifests.c.id)
+        .where(manifests.c.repository_id == repository_id, manifest_references.c.digest.in_(digests),
+               manifest_references.c.kind == kind)).all())
+
+
+def check_blob_deletable(conn: Connection, repository_id: int, digest: str) -> None:
+    """Unlinking a blob from the repository: refused if the repository or an image needing the blob is locked."""
+    check_repository_deletable(conn, repository_id)
+    holder = locked_holder(conn, repository_id, digest, "blob")
+    if holder is not None:
+        raise disallowed(f"{holder} needs this blob and is locked against deletion")
 
 
 def check_tag_deletable(tag: Any, manifest_write_enabled: bool) -> None:

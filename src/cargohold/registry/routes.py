@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -23,7 +25,7 @@ from cargohold.registry.http import (
     API_VERSION,
     JSON,
     body_stream,
-    check_range,
+    byte_ranges,
     content_length,
     digest_from,
     next_link,
@@ -41,7 +43,16 @@ DOWNLOAD_URL_SECONDS = 20 * 60
 
 
 class BlobFileResponse(FileResponse):
+    """A blob file sent by the kernel, with the byte ranges `byte_ranges` already chose and validated."""
+
     chunk_size = 1024 * 1024
+
+    def __init__(self, path: Path, ranges: list[tuple[int, int]], **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self._ranges = ranges
+
+    def _parse_range_header(self, http_range: str, file_size: int) -> list[tuple[int, int]]:  # type: ignore[override]
+        return self._ranges
 
 
 class RegistryRoutes:
@@ -102,11 +113,12 @@ class RegistryRoutes:
         digest = digest_from(request.path_params["digest"])
         await self.ctx.read(blobs.find_blob, ref, digest)
         stored = await self.ctx.run(blobs.stored_blob, self.ctx, digest)
-        check_range(request.headers.get("range"), stored.size)
-        headers = {"Docker-Content-Digest": str(digest), "Accept-Ranges": "bytes", "ETag": f'"{digest}"',
+        etag = f'"{digest}"'
+        ranges = byte_ranges(request.headers.get("range"), stored.size, request.headers.get("if-range"), etag)
+        headers = {"Docker-Content-Digest": str(digest), "Accept-Ranges": "bytes", "ETag": etag,
                    "Cache-Control": "max-age=31536000"}
         if stored.path is not None:
-            return BlobFileResponse(stored.path, headers=headers, media_type="application/octet-stream")
+            return BlobFileResponse(stored.path, ranges, headers=headers, media_type="application/octet-stream")
         if request.method == "HEAD":
             return Response(None, 200, {**headers, "Content-Length": str(stored.size)},
                             media_type="application/octet-stream")
@@ -114,7 +126,7 @@ class RegistryRoutes:
             url = await self.ctx.run(self.ctx.store.download_url, digest, DOWNLOAD_URL_SECONDS)
             if url is not None:
                 return Response(None, 307, {"Location": url, "Docker-Content-Digest": str(digest)})
-        return proxied_blob(self.ctx.store, digest, stored.size, request.headers.get("range"), headers)
+        return proxied_blob(self.ctx.store, digest, stored.size, ranges, headers)
 
     async def delete_blob(self, request: Request) -> Response:
         ref, access = await self._repository(request, DELETE)

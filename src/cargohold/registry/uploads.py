@@ -33,7 +33,7 @@ from cargohold.oci.errors import (
 from cargohold.registry import locks
 from cargohold.registry.blobs import link_blob
 from cargohold.kernel.context import RegistryContext, utcnow
-from cargohold.registry.repositories import RepositoryRef, ensure_repository, is_repository
+from cargohold.registry.repositories import RepositoryRef, ensure_repository, find_repository_id, is_repository
 
 WRITE_BATCH = 8 * 1024 * 1024
 READ_CHUNK = 1024 * 1024
@@ -212,6 +212,7 @@ class Uploads:
         return digest
 
     def _commit(self, ref: RepositoryRef, upload_id: str, digest: Digest, size: int) -> None:
+        self._check_writable(ref)
         running = self._hashes.take(upload_id, size) if digest.algorithm == RUNNING_ALGORITHM else None
         if running is None:
             if self.ctx.store.upload_size(upload_id) is None:
@@ -228,12 +229,21 @@ class Uploads:
             vanished = self.ctx.store.stat(digest) is None
             if not vanished:
                 repository_id = ensure_repository(conn, ref, utcnow())
+                locks.check_repository_writable(conn, repository_id)
                 link_blob(conn, repository_id, digest, size)
             conn.execute(delete(uploads).where(uploads.c.id == upload_id))
         if vanished:
             self._hashes.drop(upload_id)
             raise blob_upload_invalid("the blob's bytes were removed as the upload finished (a registry holding "
                                       "them was deleted); upload it again")
+
+    def _check_writable(self, ref: RepositoryRef) -> None:
+        """The repository may have been write-locked since the upload started; refuse before the bytes are placed,
+        and again in the transaction that links them, so the lock holds either way."""
+        with self.ctx.engine.connect() as conn:
+            repository_id = find_repository_id(conn, ref)
+            if repository_id is not None:
+                locks.check_repository_writable(conn, repository_id)
 
     async def cancel(self, ref: RepositoryRef, upload_id: str) -> None:
         await self.status(ref, upload_id)
