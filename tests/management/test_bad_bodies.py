@@ -139,3 +139,10 @@ def test_what_an_sdk_sends_still_works(arm: httpx.Client) -> None:
     assert echoed.status_code == 200, echoed.text
     changed = {key for key, value in echoed.json()["properties"].items() if current["properties"][key] != value}
     assert changed <= {"policies"}, changed
+
+
+@pytest.mark.parametrize("path", [f"{REGISTRY}/webhooks/hook%00name", f"{REGISTRY}/tokens/tok%0Aen",
+                                  REGISTRY.replace("/resourceGroups/default", "/resourceGroups/a%00b")])
+def test_control_characters_in_resource_names_are_refused(arm: httpx.Client, path: str) -> None:
+    assert arm_error(arm.get(path))["code"] == "InvalidResourceName"
+    assert arm_error(arm.put(path, json={"properties": {}}))["code"] == "InvalidResourceName"

@@ -55,3 +55,15 @@ def test_a_large_flat_document_is_checked_quickly() -> None:
     started = time.perf_counter()
     jsonbody.loads(body)
     assert time.perf_counter() - started < 2.0
+
+
+@pytest.mark.parametrize("body", [b'"\\ud800"', b'{"\\udfff": 1}', b'["ok", {"a": "x\\uDBFFy"}]',
+                                  '"\\ud800"'.encode("utf-16")])
+def test_lone_surrogates_are_refused(body: bytes) -> None:
+    with pytest.raises(ValueError):
+        jsonbody.loads(body)
+
+
+def test_escaped_surrogate_pairs_are_characters() -> None:
+    assert jsonbody.loads(b'{"emoji": "\\ud83d\\ude00", "text": "\\\\ud800 is text"}') == {
+        "emoji": "\U0001f600", "text": "\\ud800 is text"}

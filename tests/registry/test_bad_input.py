@@ -119,3 +119,26 @@ def test_a_deeply_nested_image_config_does_not_break_the_push(client: httpx.Clie
     response = client.put("/v2/bad/deepconfig/manifests/v1", content=json.dumps(document),
                           headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
     assert response.status_code == 201, response.text
+
+
+def test_an_unprintable_architecture_in_a_config_is_not_recorded(client: httpx.Client) -> None:
+    config = json.dumps({"architecture": "amd\u000064", "os": "linux\ud83d\ude00"}).encode()
+    image = make_image("nularch", 1)
+    document = json.loads(image.manifest)
+    document["config"] = {"mediaType": "application/vnd.oci.image.config.v1+json",
+                          "digest": push_blob(client, "bad/nularch", config), "size": len(config)}
+    for layer in image.layers:
+        push_blob(client, "bad/nularch", layer)
+    response = client.put("/v2/bad/nularch/manifests/v1", content=json.dumps(document),
+                          headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert response.status_code == 201, response.text
+    shown = client.get("/acr/v1/bad/nularch/_manifests/v1").json()["manifest"]
+    assert (shown["architecture"], shown["os"]) == (None, "linux\U0001f600")
+
+
+def test_quarantine_details_must_be_storable(client: httpx.Client) -> None:
+    digest = push_image(client, "bad/quarantine", "v1", make_image("quarantine", 1))
+    for body in ({"quarantineState": "Quaran\u0000tined"}, {"quarantineState": "Passed", "quarantineDetails": "a\u0000"}):
+        response = client.patch(f"/acr/v1/bad/quarantine/_manifests/{digest}", content=json.dumps(body),
+                                headers={"Content-Type": "application/json"})
+        assert response.status_code == 400, response.text

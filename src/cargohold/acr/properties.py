@@ -269,8 +269,8 @@ def parse_quarantine(body: bytes) -> Quarantine | None:
     if state is None:
         return None
     details = document.get("quarantineDetails")
-    if not isinstance(state, str) or not 0 < len(state) <= 32 or (
-            details is not None and (not isinstance(details, str) or len(details) > 4096)):
+    if not isinstance(state, str) or not 0 < len(state) <= 32 or not state.isprintable() or (
+            details is not None and (not isinstance(details, str) or len(details) > 4096 or "\x00" in details)):
         raise RegistryError("UNSUPPORTED", "quarantineState is a short string (such as Quarantined or Passed) and "
                             "quarantineDetails a string", 400)
     return Quarantine(state, details)

@@ -538,7 +538,7 @@ async def _json(request: Request, schema: schemas.Schema) -> dict[str, Any]:
         return schemas.check({}, schema)
     try:
         body = jsonbody.loads(raw)
-    except jsonbody.JSONTooDeep as exc:
+    except jsonbody.UnacceptableJSON as exc:
         raise ArmError(400, "InvalidRequestContent", f"The request content is not accepted: {exc}.") from None
     except ValueError:
         raise ArmError(400, "InvalidRequestContent", "The request content is not valid JSON.") from None
@@ -553,6 +553,10 @@ def _arm(handler: Handler) -> Handler:
     async def wrapped(request: Request) -> Response:
         try:
             check_api_version(request.query_params.get("api-version"))
+            for key, value in request.path_params.items():
+                if key != "rest" and not value.isprintable():
+                    raise ArmError(400, "InvalidResourceName",
+                                   f"The {key} in the path holds characters no resource name may hold.")
             return await handler(request)
         except ArmError as exc:
             return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)

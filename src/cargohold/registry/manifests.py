@@ -126,7 +126,8 @@ def _image_platform(ctx: RegistryContext, parsed: ParsedManifest) -> tuple[str |
 
 
 def _short_string(value: object) -> str | None:
-    return value[:64] if isinstance(value, str) else None
+    """A config's architecture or OS as a column may hold it: short, and printable (PostgreSQL refuses NUL)."""
+    return value[:64] if isinstance(value, str) and value[:64].isprintable() else None
 
 
 def _store_manifest(conn: Connection, ref: RepositoryRef, digest: str, body: bytes, parsed: ParsedManifest,
