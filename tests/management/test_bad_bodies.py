@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from cargohold.management.source_registry import InvalidRegistryUri, base_url
 from tests.support.server import RunningServer
 
 pytestmark = pytest.mark.backend_independent
@@ -146,3 +147,11 @@ def test_what_an_sdk_sends_still_works(arm: httpx.Client) -> None:
 def test_control_characters_in_resource_names_are_refused(arm: httpx.Client, path: str) -> None:
     assert arm_error(arm.get(path))["code"] == "InvalidResourceName"
     assert arm_error(arm.put(path, json={"properties": {}}))["code"] == "InvalidResourceName"
+
+
+@pytest.mark.parametrize("uri", ["http://a..b", f"https://{'a' * 64}.example", "http://.example", "http://exa mple"])
+def test_an_import_job_refuses_unresolvable_hosts_as_invalid_parameters(uri: str) -> None:
+    """Imports queued before the request-time check (or by another path) fail as InvalidParameter too, not
+    inside the resolver with an InternalServerError."""
+    with pytest.raises(InvalidRegistryUri):
+        base_url(uri)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-import json
 import re
 import ssl
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from typing import Self
 
 import httpx
 
-from cargohold.oci import mediatypes
+from cargohold.oci import jsonbody, mediatypes
 from cargohold.oci.manifest import MAX_MANIFEST_BYTES
 
 MANIFEST_TYPES = (mediatypes.OCI_MANIFEST, mediatypes.OCI_INDEX, mediatypes.DOCKER_MANIFEST,
@@ -241,7 +240,7 @@ class SourceRegistry:
         if status != 200:
             raise SourceProtocolError(f"the token service of {self.base_url} answered HTTP {status}")
         try:
-            document = json.loads(body)
+            document = jsonbody.loads(body)
         except ValueError:
             document = None
         token = None
