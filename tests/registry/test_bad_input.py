@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
-from tests.support.images import make_image, push_image
+from tests.support.images import make_image, push_blob, push_image
 
 
 @pytest.mark.parametrize("method,path,status,code", [
@@ -61,3 +63,82 @@ def test_malformed_content_range_is_refused(client: httpx.Client) -> None:
         response = client.patch(location, content=b"x", headers={"Content-Range": header})
         assert response.status_code == 416
     assert client.get(location).headers["Range"] == "0-0"
+
+
+LONG_TAG = "a" * 129
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "PUT", "DELETE"])
+def test_a_tag_longer_than_128_characters_is_invalid_not_unknown(client: httpx.Client, method: str) -> None:
+    image = make_image("longtag", 1)
+    response = client.request(method, f"/v2/bad/long/manifests/{LONG_TAG}", content=image.manifest,
+                              headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert response.status_code == 400, response.text
+    if method != "HEAD":
+        assert response.json()["errors"][0]["code"] == "TAG_INVALID"
+    assert client.get(f"/v2/bad/long/manifests/{'a' * 128}").json()["errors"][0]["code"] in ("MANIFEST_UNKNOWN",
+                                                                                            "NAME_UNKNOWN")
+
+
+def test_null_layers_are_an_invalid_manifest(client: httpx.Client) -> None:
+    image = make_image("nulllayers", 1)
+    push_image(client, "bad/null", "ok", image)
+    document = json.loads(image.manifest)
+    document["layers"] = None
+    response = client.put("/v2/bad/null/manifests/null", content=json.dumps(document),
+                          headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"][0]["code"] == "MANIFEST_INVALID"
+    assert client.get("/v2/bad/null/tags/list").json()["tags"] == ["ok"]
+
+
+DEEP = ("[" * 1000 + "]" * 1000).encode()
+
+
+def test_deeply_nested_manifests_and_patches_are_refused(client: httpx.Client) -> None:
+    image = make_image("deep", 1)
+    push_image(client, "bad/deep", "v1", image)
+    response = client.put("/v2/bad/deep/manifests/v2", content=DEEP,
+                          headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert response.status_code == 400 and response.json()["errors"][0]["code"] == "MANIFEST_INVALID"
+    digest = client.head("/v2/bad/deep/manifests/v1").headers["Docker-Content-Digest"]
+    for path in ("/acr/v1/bad/deep", "/acr/v1/bad/deep/_tags/v1", f"/acr/v1/bad/deep/_manifests/{digest}"):
+        response = client.patch(path, content=DEEP, headers={"Content-Type": "application/json"})
+        assert response.status_code == 400, (path, response.text)
+        assert response.json()["errors"][0]["code"] == "UNSUPPORTED"
+
+
+def test_a_deeply_nested_image_config_does_not_break_the_push(client: httpx.Client) -> None:
+    config = b'{"architecture": "amd64", "os": "linux", "x": ' + DEEP + b"}"
+    image = make_image("deepconfig", 1)
+    document = json.loads(image.manifest)
+    document["config"] = {"mediaType": "application/vnd.oci.image.config.v1+json",
+                          "digest": push_blob(client, "bad/deepconfig", config), "size": len(config)}
+    for layer in image.layers:
+        push_blob(client, "bad/deepconfig", layer)
+    response = client.put("/v2/bad/deepconfig/manifests/v1", content=json.dumps(document),
+                          headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert response.status_code == 201, response.text
+
+
+def test_an_unprintable_architecture_in_a_config_is_not_recorded(client: httpx.Client) -> None:
+    config = json.dumps({"architecture": "amd\u000064", "os": "linux\ud83d\ude00"}).encode()
+    image = make_image("nularch", 1)
+    document = json.loads(image.manifest)
+    document["config"] = {"mediaType": "application/vnd.oci.image.config.v1+json",
+                          "digest": push_blob(client, "bad/nularch", config), "size": len(config)}
+    for layer in image.layers:
+        push_blob(client, "bad/nularch", layer)
+    response = client.put("/v2/bad/nularch/manifests/v1", content=json.dumps(document),
+                          headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert response.status_code == 201, response.text
+    shown = client.get("/acr/v1/bad/nularch/_manifests/v1").json()["manifest"]
+    assert (shown["architecture"], shown["os"]) == (None, "linux\U0001f600")
+
+
+def test_quarantine_details_must_be_storable(client: httpx.Client) -> None:
+    digest = push_image(client, "bad/quarantine", "v1", make_image("quarantine", 1))
+    for body in ({"quarantineState": "Quaran\u0000tined"}, {"quarantineState": "Passed", "quarantineDetails": "a\u0000"}):
+        response = client.patch(f"/acr/v1/bad/quarantine/_manifests/{digest}", content=json.dumps(body),
+                                headers={"Content-Type": "application/json"})
+        assert response.status_code == 400, response.text

@@ -14,7 +14,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from cargohold.db.tables import manifests, repositories, tags, uploads
 from cargohold.events.payload import QUARANTINE, RequestOrigin, Target
 from cargohold.events.record import record_event
-from cargohold.oci import mediatypes
+from cargohold.oci import jsonbody, mediatypes
 from cargohold.oci.errors import RegistryError, manifest_unknown, name_unknown
 from cargohold.registry import locks
 from cargohold.kernel.clock import utcnow
@@ -41,9 +41,9 @@ def attributes(row: Any, prefix: str = "") -> dict[str, Any]:
 def parse_attributes(body: bytes) -> dict[str, bool]:
     """A PATCH body: some of deleteEnabled, writeEnabled, readEnabled, listEnabled, each a boolean."""
     try:
-        document = json.loads(body or b"{}")
-    except ValueError:
-        raise RegistryError("UNSUPPORTED", "the body is not JSON", 400) from None
+        document = jsonbody.loads(body or b"{}")
+    except ValueError as exc:
+        raise RegistryError("UNSUPPORTED", f"the body is not valid JSON: {str(exc)[:200]}", 400) from None
     if not isinstance(document, dict):
         raise RegistryError("UNSUPPORTED", "the body is a JSON object of changeable attributes", 400)
     changes: dict[str, bool] = {}
@@ -176,9 +176,13 @@ _MANIFEST_COLUMNS = (manifests.c.id, manifests.c.digest, manifests.c.size, manif
                      manifests.c.quarantine_state, manifests.c.quarantine_details, manifests.c.repository_id)
 
 
-def _manifest_json(conn: Connection, row: Any) -> dict[str, Any]:
-    tag_names = list(conn.execute(select(tags.c.name).where(tags.c.manifest_id == row.id)
-                                  .order_by(tags.c.name)).scalars())
+def _manifest_json(conn: Connection, row: Any, *, listing: bool = False) -> dict[str, Any]:
+    """A manifest's properties. In a listing its tags are those that may be listed (`listEnabled`), as in ACR,
+    where a tag hidden from listings stays readable by name."""
+    query = select(tags.c.name).where(tags.c.manifest_id == row.id)
+    if listing:
+        query = query.where(tags.c.list_enabled.is_(True))
+    tag_names = list(conn.execute(query.order_by(tags.c.name)).scalars())
     changeable = attributes(row)
     if row.quarantine_state:
         changeable["quarantineState"] = row.quarantine_state
@@ -211,7 +215,7 @@ def list_manifests(conn: Connection, ref: RepositoryRef, login_server: str, orde
                                                                       manifests.c.digest == digest))
     rows = conn.execute(query.limit(n + 1)).all()
     return ({"registry": login_server, "imageName": ref.name,
-             "manifests": [_manifest_json(conn, r) for r in rows[:n]]}, len(rows) > n)
+             "manifests": [_manifest_json(conn, r, listing=True) for r in rows[:n]]}, len(rows) > n)
 
 
 def _manifest_row(conn: Connection, ref: RepositoryRef, reference: str) -> Any:
@@ -257,13 +261,16 @@ class Quarantine:
 
 def parse_quarantine(body: bytes) -> Quarantine | None:
     """`quarantineState` (and `quarantineDetails`) of a manifest PATCH, as a scanner sets them."""
-    document = json.loads(body or b"{}")
+    try:
+        document = jsonbody.loads(body or b"{}")
+    except ValueError as exc:
+        raise RegistryError("UNSUPPORTED", f"the body is not valid JSON: {str(exc)[:200]}", 400) from None
     state = document.get("quarantineState") if isinstance(document, dict) else None
     if state is None:
         return None
     details = document.get("quarantineDetails")
-    if not isinstance(state, str) or not 0 < len(state) <= 32 or (
-            details is not None and (not isinstance(details, str) or len(details) > 4096)):
+    if not isinstance(state, str) or not 0 < len(state) <= 32 or not state.isprintable() or (
+            details is not None and (not isinstance(details, str) or len(details) > 4096 or "\x00" in details)):
         raise RegistryError("UNSUPPORTED", "quarantineState is a short string (such as Quarantined or Passed) and "
                             "quarantineDetails a string", 400)
     return Quarantine(state, details)

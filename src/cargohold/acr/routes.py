@@ -20,7 +20,8 @@ from cargohold.events.payload import DELETE as DELETE_EVENT
 from cargohold.events.payload import RequestOrigin, Target
 from cargohold.events.record import record_event
 from cargohold.oci.errors import pagination_invalid
-from cargohold.oci.reference import validate_name
+from cargohold.oci.digest import is_digest
+from cargohold.oci.reference import validate_name, validate_tag
 from cargohold.registry import listing, manifests
 from cargohold.kernel.context import RegistryContext
 from cargohold.registry.http import JSON, page_size, read_limited
@@ -93,7 +94,7 @@ class AcrRoutes:
         return _json(body, link=link)
 
     async def tag(self, request: Request) -> Response:
-        tag = request.path_params["tag"]
+        tag = validate_tag(request.path_params["tag"])
         if request.method == "DELETE":
             ref, access = await self._authorize(request, DELETE)
             await self.ctx.read(properties.tag_properties, ref, access.registry.login_server, tag)
@@ -119,6 +120,8 @@ class AcrRoutes:
 
     async def manifest(self, request: Request) -> Response:
         reference = request.path_params["reference"]
+        if not is_digest(reference):
+            validate_tag(reference)
         if request.method == "DELETE":
             ref, access = await self._authorize(request, DELETE)
             found = await self.ctx.read(properties.manifest_properties, ref, access.registry.login_server, reference)

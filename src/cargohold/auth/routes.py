@@ -5,6 +5,7 @@ can use cargohold as its authority."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +27,11 @@ from cargohold.oci.errors import RegistryError
 DATA_PLANE_AUDIENCES = ("https://containerregistry.azure.net",)
 MANAGEMENT_AUDIENCES = ("https://management.azure.com", "https://management.core.windows.net")
 MAX_FORM_BYTES = 64 * 1024
+TENANT = re.compile(r"^(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z")
+"""What may stand for the tenant in the identity provider's paths: a GUID or a name (`cargohold`, `common`,
+`contoso.onmicrosoft.com`), as DNS labels. Anything else is refused rather than echoed into issuers and
+tokens."""
 
 
 class AuthRoutes:
@@ -122,6 +128,8 @@ class AuthRoutes:
     async def openid_configuration(self, request: Request) -> Response:
         base = _base_url(request)
         tenant = request.path_params["tenant"]
+        if not TENANT.match(tenant):
+            return _bad_tenant()
         return JSONResponse({
             "issuer": f"{base}/{tenant}/v2.0",
             "authorization_endpoint": f"{base}/{tenant}/oauth2/v2.0/authorize",
@@ -138,6 +146,8 @@ class AuthRoutes:
         })
 
     async def jwks(self, request: Request) -> Response:
+        if not TENANT.match(request.path_params["tenant"]):
+            return _bad_tenant()
         keyset = await self.auth.keyset(None)
         return JSONResponse({"keys": [
             {**json.loads(ECAlgorithm.to_jwk(public)), "kid": kid, "use": "sig", "alg": "ES256"}
@@ -146,6 +156,8 @@ class AuthRoutes:
     async def client_credentials(self, request: Request) -> Response:
         """OAuth2 client credentials: a service principal or user trades its id and secret for an access token
         whose audience is the resource named by `scope` (`<resource>/.default`)."""
+        if not TENANT.match(request.path_params["tenant"]):
+            return _bad_tenant()
         form = await _form(request)
         if form.get("grant_type") != "client_credentials":
             return _oauth_error("unsupported_grant_type", "only client_credentials is supported")
@@ -200,6 +212,11 @@ def _oauth_error(code: str, description: str, status: int = 400,
                  headers: dict[str, str] | None = None) -> Response:
     return JSONResponse({"error": code, "error_description": description, "timestamp": int(time.time())},
                         status_code=status, headers=headers)
+
+
+def _bad_tenant() -> Response:
+    return _oauth_error("invalid_tenant", "the tenant in the path must be a tenant id (a GUID) or a domain-like "
+                        "name of letters, digits, '-' and '.', at most 253 characters")
 
 
 def _base_url(request: Request) -> str:

@@ -3,7 +3,6 @@ feature's functions inside one write transaction and render ARM JSON."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -29,13 +28,15 @@ from cargohold.events.origin import request_origin
 from cargohold.events.payload import PING, Target
 from cargohold.events.record import record_event
 from cargohold.events.tables import events
-from cargohold.management import operations, replications, resources, token_resources, usage, webhooks
+from cargohold.management import operations, replications, resources, schemas, token_resources, usage, webhooks
 from cargohold.management.access import READ_ROLES, ManagementAccess
-from cargohold.management.arm import PROVIDER, ArmError, invalid, page
+from cargohold.management.arm import PROVIDER, ArmError, check_api_version, invalid, page
 from cargohold.management.deletion import delete_registry
 from cargohold.management.import_jobs import enqueue_import
-from cargohold.management.importing import ImportRequest, ImportSource, refuse_outbound
+from cargohold.management.import_request import import_request
+from cargohold.management.importing import ImportSource, refuse_outbound
 from cargohold.kernel.context import RegistryContext
+from cargohold.oci import jsonbody
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ class ManagementRoutes:
     async def check_name(self, request: Request) -> Response:
         principal = await self.access.principal(request)
         await self.access.require(principal, None, "checkNameAvailability", write=False)
-        body = await _json(request)
+        body = await _json(request, schemas.CHECK_NAME)
         if body.get("type") not in (None, f"{PROVIDER}/registries"):
             raise invalid(f"type must be {PROVIDER}/registries")
         name = body.get("name")
@@ -183,7 +184,7 @@ class ManagementRoutes:
     async def put_registry(self, request: Request) -> Response:
         principal = await self.access.principal(request)
         params = request.path_params
-        body = await _json(request)
+        body = await _json(request, schemas.REGISTRY)
         existing = await self.ctx.run(self._find_any, params["name"])
         if existing is not None:
             if existing.subscription != params["subscription"] or \
@@ -212,7 +213,7 @@ class ManagementRoutes:
 
     async def patch_registry(self, request: Request) -> Response:
         principal, registry = await self._registry(request, "registries/write", write=True)
-        body = await _json(request)
+        body = await _json(request, schemas.REGISTRY_UPDATE)
         rendered = await self._write(lambda conn: resources.registry_json(
             conn, resources.update_registry(conn, self.auth.sealer, _current(conn, registry), body)))
         self._audit(request, principal, "arm:registry:update", registry.name)
@@ -248,7 +249,7 @@ class ManagementRoutes:
 
     async def regenerate_credential(self, request: Request) -> Response:
         principal, registry = await self._registry(request, "registries/regenerateCredential/action", write=True)
-        body = await _json(request)
+        body = await _json(request, schemas.REGENERATE_CREDENTIAL)
         slot = body.get("name")
         if slot not in admin_user.SLOTS:
             raise invalid("name must be password or password2")
@@ -267,7 +268,7 @@ class ManagementRoutes:
 
     async def generate_credentials(self, request: Request) -> Response:
         principal, registry = await self._registry(request, "registries/generateCredentials/action", write=True)
-        body = await _json(request)
+        body = await _json(request, schemas.GENERATE_CREDENTIALS)
         rendered = await self._write(lambda conn: token_resources.generate_credentials(conn, registry, body))
         self._audit(request, principal, "arm:token:generateCredentials", registry.name, rendered["username"])
         return JSONResponse(rendered)
@@ -276,7 +277,7 @@ class ManagementRoutes:
 
     async def import_image(self, request: Request) -> Response:
         principal, registry = await self._registry(request, "registries/importImage/action", write=True)
-        wanted, source_id = _import_request(await _json(request))
+        wanted, source_id = import_request(await _json(request, schemas.IMPORT_IMAGE))
         if source_id is not None:
             match = RESOURCE_ID.match(source_id)
             if match is None:
@@ -286,6 +287,7 @@ class ManagementRoutes:
                 raise ArmError(404, "ImportSourceNotFound", f"The source registry {match.group(3)} was not found.")
             wanted = replace(wanted, source=ImportSource(wanted.source.source_image, local_registry_id=source.id))
         refuse_outbound(self.ctx.egress, wanted.source)
+
         def start(conn: Connection) -> str:
             operation_id = operations.start_operation(conn, "importImage", registry.resource_id, registry.location)
             enqueue_import(conn, self.auth.sealer, operation_id, registry.id, wanted)
@@ -335,7 +337,7 @@ class ManagementRoutes:
 
     async def put_webhook(self, request: Request) -> Response:
         principal, registry = await self._registry(request, "webhooks/write", write=True)
-        body = await _json(request)
+        body = await _json(request, schemas.WEBHOOK)
         child = request.path_params["child"]
         hook, created = await self._write(lambda conn: webhooks.put_webhook(
             conn, self.auth.sealer, _current(conn, registry), child, body, egress=self.ctx.egress))
@@ -344,7 +346,7 @@ class ManagementRoutes:
 
     async def patch_webhook(self, request: Request) -> Response:
         principal, registry = await self._registry(request, "webhooks/write", write=True)
-        body = await _json(request)
+        body = await _json(request, schemas.WEBHOOK_UPDATE)
         child = request.path_params["child"]
         hook = await self._write(lambda conn: webhooks.update_webhook(conn, self.auth.sealer, registry, child, body,
                                                                       egress=self.ctx.egress))
@@ -410,7 +412,7 @@ class ManagementRoutes:
 
     async def put_replication(self, request: Request) -> Response:
         principal, registry = await self._registry(request, "replications/write", write=True)
-        body = await _json(request)
+        body = await _json(request, schemas.REPLICATION)
         child = request.path_params["child"]
         replica, created = await self._write(lambda conn: replications.put_replication(
             conn, _current(conn, registry), child, body))
@@ -419,7 +421,7 @@ class ManagementRoutes:
 
     async def patch_replication(self, request: Request) -> Response:
         principal, registry = await self._registry(request, "replications/write", write=True)
-        body = await _json(request)
+        body = await _json(request, schemas.REPLICATION_UPDATE)
         child = request.path_params["child"]
         replica = await self._write(lambda conn: replications.update_replication(conn, registry, child, body))
         self._audit(request, principal, "arm:replication:write", registry.name, replica.name)
@@ -459,7 +461,7 @@ class ManagementRoutes:
 
     async def _change_scope_map(self, request: Request, *, put: bool) -> Response:
         principal, registry = await self._registry(request, "scopeMaps/write", write=True)
-        body = await _json(request)
+        body = await _json(request, schemas.SCOPE_MAP if put else schemas.SCOPE_MAP_UPDATE)
         child = request.path_params["child"]
 
         def work(conn: Connection) -> tuple[dict[str, Any], bool]:
@@ -496,7 +498,7 @@ class ManagementRoutes:
 
     async def put_token(self, request: Request) -> Response:
         principal, registry = await self._registry(request, "tokens/write", write=True)
-        body = await _json(request)
+        body = await _json(request, schemas.TOKEN)
         child = request.path_params["child"]
         token, created = await self._write(lambda conn: token_resources.put_token(
             conn, _current(conn, registry), child, body))
@@ -505,7 +507,7 @@ class ManagementRoutes:
 
     async def patch_token(self, request: Request) -> Response:
         principal, registry = await self._registry(request, "tokens/write", write=True)
-        body = await _json(request)
+        body = await _json(request, schemas.TOKEN_UPDATE)
         child = request.path_params["child"]
         token = await self._write(lambda conn: token_resources.update_token(conn, registry, child, body))
         self._audit(request, principal, "arm:token:write", registry.name, child)
@@ -519,36 +521,6 @@ class ManagementRoutes:
         return Response(status_code=200 if removed else 204)
 
 
-def _import_request(body: dict[str, Any]) -> tuple[ImportRequest, str | None]:
-    """The import asked for, and the source registry's resource id when the source is on this server."""
-    source = body.get("source")
-    if not isinstance(source, dict):
-        raise invalid("source is required: {registryUri or resourceId, sourceImage, credentials?}")
-    image = source.get("sourceImage")
-    if not isinstance(image, str) or not image:
-        raise invalid("source.sourceImage is required, as repository:tag or repository@digest")
-    registry_uri, resource_id = source.get("registryUri"), source.get("resourceId")
-    if (registry_uri is None) == (resource_id is None) or not isinstance(registry_uri or resource_id, str):
-        raise invalid("give exactly one of source.registryUri and source.resourceId")
-    credentials = source.get("credentials") or {}
-    if not isinstance(credentials, dict):
-        raise invalid("source.credentials must be {username, password}")
-    targets, untagged = body.get("targetTags") or [], body.get("untaggedTargetRepositories") or []
-    if not (isinstance(targets, list) and isinstance(untagged, list)
-            and all(isinstance(t, str) for t in [*targets, *untagged])):
-        raise invalid("targetTags and untaggedTargetRepositories are lists of strings")
-    mode = body.get("mode") or "NoForce"
-    if mode not in ("NoForce", "Force"):
-        raise invalid("mode must be NoForce or Force")
-    username, password = credentials.get("username"), credentials.get("password")
-    request = ImportRequest(
-        source=ImportSource(source_image=image, registry_uri=registry_uri,
-                            username=username if isinstance(username, str) else None,
-                            password=password if isinstance(password, str) else None),
-        target_tags=list(targets), untagged_target_repositories=list(untagged), force=mode == "Force")
-    return request, resource_id
-
-
 def _current(conn: Connection, registry: resources.Registry) -> resources.Registry:
     """The registry as it is inside this transaction (another request may have changed it since it was read)."""
     found = resources.get_registry(conn, registry.name)
@@ -557,7 +529,8 @@ def _current(conn: Connection, registry: resources.Registry) -> resources.Regist
     return found
 
 
-async def _json(request: Request) -> dict[str, Any]:
+async def _json(request: Request, schema: schemas.Schema) -> dict[str, Any]:
+    """The request's JSON object, checked against `schema`."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
         raise ArmError(413, "RequestEntityTooLarge", "The request body is too large.")
@@ -565,23 +538,28 @@ async def _json(request: Request) -> dict[str, Any]:
     if len(raw) > MAX_BODY:
         raise ArmError(413, "RequestEntityTooLarge", "The request body is too large.")
     if not raw.strip():
-        return {}
+        return schemas.check({}, schema)
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        body = jsonbody.loads(raw)
+    except jsonbody.UnacceptableJSON as exc:
+        raise ArmError(400, "InvalidRequestContent", f"The request content is not accepted: {exc}.") from None
+    except ValueError:
         raise ArmError(400, "InvalidRequestContent", "The request content is not valid JSON.") from None
     if not isinstance(body, dict):
         raise ArmError(400, "InvalidRequestContent", "The request content must be a JSON object.")
-    return body
+    return schemas.check(body, schema)
 
 
 def _arm(handler: Handler) -> Handler:
-    """ARM's conventions around a handler: `api-version` is required, and every failure is an ARM error."""
+    """ARM's conventions around a handler: a known `api-version` is required, and every failure is an ARM
+    error."""
     async def wrapped(request: Request) -> Response:
         try:
-            if not request.query_params.get("api-version"):
-                raise ArmError(400, "MissingApiVersionParameter",
-                               "The api-version query parameter (?api-version=) is required for all requests.")
+            check_api_version(request.query_params.get("api-version"))
+            for key, value in request.path_params.items():
+                if key != "rest" and not value.isprintable():
+                    raise ArmError(400, "InvalidResourceName",
+                                   f"The {key} in the path holds characters no resource name may hold.")
             return await handler(request)
         except ArmError as exc:
             return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)

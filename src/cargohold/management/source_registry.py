@@ -8,7 +8,7 @@ a redirect leaves the origin). Every failure is one of the `SourceError`s below,
 from __future__ import annotations
 
 import base64
-import json
+import ipaddress
 import re
 import ssl
 from collections.abc import Iterator
@@ -20,7 +20,7 @@ from typing import Self
 import httpx
 
 from cargohold.kernel.egress import EgressPolicy, EgressRefused
-from cargohold.oci import mediatypes
+from cargohold.oci import jsonbody, mediatypes
 from cargohold.oci.manifest import MAX_MANIFEST_BYTES
 
 MANIFEST_TYPES = (mediatypes.OCI_MANIFEST, mediatypes.OCI_INDEX, mediatypes.DOCKER_MANIFEST,
@@ -83,8 +83,26 @@ def base_url(registry_uri: str) -> str:
             or url.fragment or url.userinfo:
         raise InvalidRegistryUri(f"{registry_uri[:200]!r} is not a registry address: give host[:port], "
                                  "optionally with http:// or https://")
+    if not _resolvable_host(url.raw_host.decode("ascii", "replace")):
+        raise InvalidRegistryUri(f"{registry_uri[:200]!r} is not a registry address: its host is not a valid "
+                                 "DNS name or IP address")
     host = DOCKER_HUB_REGISTRY if url.host in DOCKER_HUB_ALIASES else url.host
     return str(url.copy_with(host=host, path="/")).rstrip("/")
+
+
+_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\Z")
+
+
+def _resolvable_host(host: str) -> bool:
+    """Whether a URL's host (IDNA-encoded already) can be looked up: an IP address, or a DNS name of labels of
+    1 to 63 characters, 253 in all. Anything else would fail inside the resolver, not as a source error."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    name = host[:-1] if host.endswith(".") else host
+    return 0 < len(name) <= 253 and all(_LABEL.match(label) for label in name.split("."))
 
 
 _CHALLENGE_PARAM = re.compile(r'([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]+))')
@@ -231,7 +249,7 @@ class SourceRegistry:
         if status != 200:
             raise SourceProtocolError(f"the token service of {self.base_url} answered HTTP {status}")
         try:
-            document = json.loads(body)
+            document = jsonbody.loads(body)
         except ValueError:
             document = None
         token = None

@@ -6,11 +6,10 @@ referenced blobs and manifests exist is the registry service's job.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from cargohold.oci import mediatypes
+from cargohold.oci import jsonbody, mediatypes
 from cargohold.oci.digest import Digest
 from cargohold.oci.errors import RegistryError, manifest_invalid
 
@@ -71,7 +70,7 @@ def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
     if len(body) > MAX_MANIFEST_BYTES:
         raise RegistryError("SIZE_INVALID", "manifest too large", 413, {"limit": MAX_MANIFEST_BYTES})
     try:
-        document = json.loads(body)
+        document = jsonbody.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise manifest_invalid(f"not valid JSON: {exc}") from None
     if not isinstance(document, dict):
@@ -100,6 +99,8 @@ def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
     if "config" not in document:
         raise manifest_invalid("an image manifest has a config descriptor")
     config = _descriptor(document["config"], "config")
+    if "layers" in document and document["layers"] is None:
+        raise manifest_invalid("layers must be a list of descriptors, not null")
     layers = _descriptor_list(document.get("layers"), "layers", required=media_type == mediatypes.DOCKER_MANIFEST)
     return ParsedManifest(media_type, artifact_type or config.media_type, config, tuple(layers), (), subject,
                           annotations)

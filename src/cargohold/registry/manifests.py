@@ -15,7 +15,7 @@ from cargohold.db.engine import write_transaction
 from cargohold.db.tables import blobs, manifest_references, manifests, repositories, repository_blobs, tags
 from cargohold.events.payload import CHART_DELETE, CHART_PUSH, DELETE, PUSH, RequestOrigin, Target, is_chart
 from cargohold.events.record import record_event
-from cargohold.oci import mediatypes
+from cargohold.oci import jsonbody, mediatypes
 from cargohold.oci.digest import Digest, is_digest
 from cargohold.oci.errors import (
     RegistryError,
@@ -117,7 +117,7 @@ def _image_platform(ctx: RegistryContext, parsed: ParsedManifest) -> tuple[str |
         digest = Digest.parse(config.digest)
         if ctx.store.stat(digest) is None:
             return None, None
-        document = json.loads(b"".join(ctx.store.read(digest, MAX_CONFIG_BYTES)))
+        document = jsonbody.loads(b"".join(ctx.store.read(digest, MAX_CONFIG_BYTES)))
     except (RegistryError, ValueError, OSError):
         return None, None
     if not isinstance(document, dict):
@@ -126,7 +126,8 @@ def _image_platform(ctx: RegistryContext, parsed: ParsedManifest) -> tuple[str |
 
 
 def _short_string(value: object) -> str | None:
-    return value[:64] if isinstance(value, str) else None
+    """A config's architecture or OS as a column may hold it: short, and printable (PostgreSQL refuses NUL)."""
+    return value[:64] if isinstance(value, str) and value[:64].isprintable() else None
 
 
 def _store_manifest(conn: Connection, ref: RepositoryRef, digest: str, body: bytes, parsed: ParsedManifest,

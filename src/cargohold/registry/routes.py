@@ -18,7 +18,7 @@ from cargohold.oci import mediatypes
 from cargohold.oci.digest import Digest, is_digest
 from cargohold.oci.errors import RegistryError, manifest_unknown
 from cargohold.oci.manifest import MAX_MANIFEST_BYTES
-from cargohold.oci.reference import validate_name
+from cargohold.oci.reference import validate_name, validate_tag
 from cargohold.registry import blobs, listing, manifests
 from cargohold.kernel.context import RegistryContext
 from cargohold.registry.http import (
@@ -262,8 +262,8 @@ def _reference(request: Request) -> str:
     reference = request.path_params["reference"]
     if is_digest(reference):
         digest_from(reference)
-    elif not reference or len(reference) > 128:
-        raise manifest_unknown(reference[:128])
+    else:
+        validate_tag(reference)
     return reference
 
 
