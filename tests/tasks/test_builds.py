@@ -49,3 +49,185 @@ def test_quick_build_pulls_from_the_registry_copies_runs_and_pushes(arm: Arm, ba
     listing = subprocess.run([buildah, *store, "run", "--isolation", "chroot", container, "--", "/bin/ls", "/"],
                              capture_output=True, text=True, timeout=120, check=False).stdout.split()
     assert "ignored.txt" not in listing
+
+
+MULTI_STEP = """version: v1.1.0
+steps:
+  - id: one
+    build: -t {{.Run.Registry}}/multi-one:{{.Run.ID}} -f one.Dockerfile .
+    when: ["-"]
+  - id: two
+    build: -t $Registry/multi-two:{{.Run.ID}} -f two.Dockerfile --build-arg WORD={{.Values.word}} .
+    when: ["-"]
+  - id: test
+    cmd: {{.Run.Registry}}/multi-one:{{.Run.ID}} /bin/sh -c "cat /one.txt; echo env=$GREETING"
+    env: ["GREETING=hi"]
+    when: ["one", "two"]
+  - id: push
+    push: ["{{.Run.Registry}}/multi-one:{{.Run.ID}}", "{{.Run.Registry}}/multi-two:{{.Run.ID}}"]
+"""
+
+
+def _two_dockerfiles(base_image: str) -> dict[str, str]:
+    return {"one.Dockerfile": f"FROM {base_image}\nRUN echo one > /one.txt\n",
+            "two.Dockerfile": f"FROM {base_image}\nARG WORD\nRUN echo $WORD > /two.txt\n"}
+
+
+def test_multi_step_run_builds_in_parallel_tests_and_pushes(arm: Arm, base_image: str, tmp_path: Path) -> None:
+    context = write_context(tmp_path / "ctx", _two_dockerfiles(base_image))
+    answer = arm.encoded(MULTI_STEP, context, values=[{"name": "word", "value": "bird"}])
+    assert answer.status_code == 200, answer.text
+    run = arm.wait(answer.json()["name"])
+    log = arm.log(run["name"])
+    assert run["properties"]["status"] == "Succeeded", log
+    assert run["properties"]["runType"] == "QuickRun"
+    assert {i["repository"] for i in run["properties"]["outputImages"]} == {"multi-one", "multi-two"}
+    assert " one\n" in log and " env=hi\n" in log
+    assert log.index("Step ID: test") > log.index("Step ID: one") and log.index("Step ID: push") > log.index(
+        "Step ID: test")
+
+
+def test_a_failing_cmd_step_fails_the_run_and_nothing_is_pushed(arm: Arm, base_image: str, tmp_path: Path) -> None:
+    failing = MULTI_STEP.replace('/bin/sh -c "cat /one.txt; echo env=$GREETING"', '/bin/sh -c "exit 3"')
+    failing = failing.replace("multi-one", "failing-one").replace("multi-two", "failing-two")
+    context = write_context(tmp_path / "ctx", _two_dockerfiles(base_image))
+    answer = arm.encoded(failing, context, values=[{"name": "word", "value": "x"}])
+    run = arm.wait(answer.json()["name"])
+    log = arm.log(run["name"])
+    assert run["properties"]["status"] == "Failed", log
+    assert "step test failed" in run["properties"]["runErrorMessage"]
+    assert run["properties"]["outputImages"] == []
+    assert "Step ID: push" not in log
+
+
+def test_secret_values_never_reach_the_log(arm: Arm, base_image: str, tmp_path: Path) -> None:
+    secret = "s3cr3t-Value-91"
+    context = write_context(tmp_path / "ctx", {
+        "Dockerfile": f"FROM {base_image}\nARG TOKEN\nRUN echo token is $TOKEN\n"})
+    run = arm.build(context, imageNames=["secretive:1"], isPushEnabled=False,
+                    arguments=[{"name": "TOKEN", "value": secret, "isSecret": True}])
+    log = arm.log(run["name"])
+    assert run["properties"]["status"] == "Succeeded", log
+    assert secret not in log and "token is *****" in log
+
+    yaml_text = ("steps:\n  - cmd: {{.Run.Registry}}/base:1 /bin/sh -c \"echo the value is {{.Values.pw}}\"\n")
+    answer = arm.encoded(yaml_text, values=[{"name": "pw", "value": secret, "isSecret": True}])
+    run = arm.wait(answer.json()["name"])
+    log = arm.log(run["name"])
+    assert run["properties"]["status"] == "Succeeded", log
+    assert secret not in log and "the value is *****" in log
+
+
+def test_a_broken_dockerfile_fails_with_buildahs_message(arm: Arm, base_image: str, tmp_path: Path) -> None:
+    context = write_context(tmp_path / "ctx", {"Dockerfile": f"FROM {base_image}\nFROBNICATE everything\n"})
+    run = arm.build(context, imageNames=["broken:1"])
+    log = arm.log(run["name"])
+    assert run["properties"]["status"] == "Failed"
+    assert "FROBNICATE" in log.upper() and "step build failed" in log
+
+
+def _descendants(root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _sleepers() -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", b"4242"]:
+                    found.add(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def test_cancel_ends_the_whole_process_tree(arm: Arm, base_image: str) -> None:
+    import time
+
+    answer = arm.encoded("steps:\n  - cmd: {{.Run.Registry}}/base:1 /bin/sh -c \"sleep 4242\"\n")
+    run_id = answer.json()["name"]
+    deadline = time.monotonic() + 60
+    while not _sleepers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _sleepers(), arm.log(run_id)
+    assert arm.http.post(arm.path(f"/runs/{run_id}/cancel")).status_code == 200
+    run = arm.wait(run_id, timeout=30)
+    assert run["properties"]["status"] == "Canceled"
+    deadline = time.monotonic() + 10
+    while _sleepers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _sleepers()
+
+
+def test_a_run_past_its_timeout_is_killed(arm: Arm, base_image: str) -> None:
+    import time
+
+    answer = arm.encoded("steps:\n  - cmd: {{.Run.Registry}}/base:1 /bin/sh -c \"sleep 4242\"\n", timeout=5)
+    assert answer.status_code == 200, answer.text
+    run = arm.wait(answer.json()["name"], timeout=60)
+    assert run["properties"]["status"] == "Timeout"
+    deadline = time.monotonic() + 10
+    while _sleepers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _sleepers()
+
+
+def test_a_step_timeout_fails_the_step(arm: Arm, base_image: str) -> None:
+    answer = arm.encoded("steps:\n  - cmd: {{.Run.Registry}}/base:1 /bin/sh -c \"sleep 4242\"\n    timeout: 2\n")
+    run = arm.wait(answer.json()["name"], timeout=60)
+    assert run["properties"]["status"] == "Failed"
+    assert "timed out after 2 s" in run["properties"]["runErrorMessage"]
+
+
+@pytest.mark.parametrize(("text", "line", "words"), [
+    ("steps:\n  - build: -t x .\n    bogus: 1\n", 3, "unknown step key 'bogus'"),
+    ("steps:\n  - cmd: a\n    when: [b]\n  - id: b\n    cmd: c\n    when: [b]\n", 4, "cycle"),
+    ("steps:\n  - cmd: [unclosed\n", 3, "not valid YAML"),
+    ("version: v9\nsteps:\n  - cmd: x\n", 1, "version"),
+    ("steps:\n  - cmd: x {{.Values.nope}}\n", 2, "unknown template value"),
+])
+def test_invalid_task_files_are_refused_naming_the_line(arm: Arm, text: str, line: int, words: str) -> None:
+    answer = arm.encoded(text)
+    assert answer.status_code == 400, answer.text
+    message = answer.json()["error"]["message"]
+    assert message.startswith(f"line {line}:") and words in message, message
+
+
+def test_a_missing_dockerfile_is_refused_before_queueing(arm: Arm, tmp_path: Path) -> None:
+    context = write_context(tmp_path / "ctx", {"Dockerfile": "FROM scratch\n"})
+    answer = arm.schedule({"type": "DockerBuildRequest", "dockerFilePath": "sub/Dockerfile", "imageNames": ["x:1"],
+                           "platform": {"os": "Linux"}, "sourceLocation": arm.upload(context)})
+    assert answer.status_code == 400 and "sub/Dockerfile" in answer.json()["error"]["message"]
+
+
+def test_an_oversized_context_is_refused_with_413(arm: Arm) -> None:
+    import httpx
+    from urllib.parse import urlsplit
+
+    url = arm.http.post(arm.path("/listBuildSourceUploadUrl")).json()["uploadUrl"]
+    parts = urlsplit(url)
+    import socket
+    import ssl as ssl_module
+
+    context = ssl_module.create_default_context(cafile=str(arm.server.data_dir / "tls" / "ca.pem"))
+    with socket.create_connection((parts.hostname, parts.port)) as raw, \
+            context.wrap_socket(raw, server_hostname=parts.hostname) as sock:
+        sock.sendall(f"PUT {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                     f"Content-Length: {10**12}\r\n\r\n".encode())
+        status = sock.recv(200).split(b" ")[1]
+    assert status == b"413"
+    assert httpx  # the limit is documented in docs/tasks.md
