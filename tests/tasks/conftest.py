@@ -176,7 +176,7 @@ def registry_name(tasks_server: RunningServer) -> str:
 
 
 @pytest.fixture(scope="package")
-def arm(tasks_server: RunningServer, registry_name: str) -> Iterator[Arm]:
+def arm(tasks_server: RunningServer, registry_name: str, base_image: str) -> Iterator[Arm]:
     client = Arm(tasks_server, registry_name)
     yield client
     client.http.close()
@@ -189,11 +189,19 @@ def base_image(tasks_server: RunningServer, skopeo: str, login: str,
     layout = tmp_path_factory.mktemp("base-layout")
     write_image_layout(layout, "1", image_from_layers([host_rootfs_layer()]))
     client_id, secret = tasks_server.credentials
-    done = subprocess.run([skopeo, "copy", "--dest-tls-verify=false", "--dest-creds", f"{client_id}:{secret}",
-                           f"oci:{layout}:1", f"docker://{tasks_server.host}/base:1"],
+    done = subprocess.run([skopeo, "copy", "--dest-cert-dir", cert_dir(tasks_server, tmp_path_factory),
+                           "--dest-creds", f"{client_id}:{secret}", f"oci:{layout}:1",
+                           f"docker://{tasks_server.host}/base:1"],
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     return f"{login}/base:1"
+
+
+def cert_dir(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A directory with the server's CA as `ca.crt`, as skopeo's --*-cert-dir wants it."""
+    directory = tmp_path_factory.mktemp("certs")
+    shutil.copy(ca_file(server), directory / "ca.crt")
+    return str(directory)
 
 
 def write_context(directory: Path, files: dict[str, str]) -> Path:

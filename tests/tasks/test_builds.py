@@ -36,7 +36,10 @@ def test_quick_build_pulls_from_the_registry_copies_runs_and_pushes(arm: Arm, ba
 
     client_id, secret = tasks_server.credentials
     layout = tmp_path / "pulled"
-    pulled = subprocess.run([skopeo, "copy", "--src-tls-verify=false", "--src-creds", f"{client_id}:{secret}",
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "ca.crt").write_bytes((tasks_server.data_dir / "tls" / "ca.pem").read_bytes())
+    pulled = subprocess.run([skopeo, "copy", "--src-cert-dir", str(certs), "--src-creds", f"{client_id}:{secret}",
                              f"docker://{tasks_server.host}/hello:{run['name']}", f"oci:{layout}:x"],
                             capture_output=True, text=True, timeout=120, check=False)
     assert pulled.returncode == 0, pulled.stderr
@@ -231,3 +234,109 @@ def test_an_oversized_context_is_refused_with_413(arm: Arm) -> None:
         status = sock.recv(200).split(b" ")[1]
     assert status == b"413"
     assert httpx  # the limit is documented in docs/tasks.md
+
+
+def test_a_run_that_would_push_where_its_caller_may_not_is_refused(tmp_path: Path) -> None:
+    """A Contributor of one registry may not push into another registry of the server through a run. (A server
+    of its own: a second registry would end the single-registry host fallback the other tests' skopeo uses.)"""
+    import ssl
+
+    import httpx
+
+    from tests.management.conftest import MANAGEMENT_SCOPE, ca_file, login_server, make_credential, make_identity
+
+    server = RunningServer(tmp_path / "data", extra_args=["--tls", "self-signed"], scheme="https").start(verify=False)
+    try:
+        owner = Arm(server, "cargohold")
+        other = "elsewhere" + os.urandom(3).hex()
+        created = owner.http.put(f"/subscriptions/default/resourceGroups/default/providers/"
+                                 f"Microsoft.ContainerRegistry/registries/{other}", params={"api-version": "2025-11-01"},
+                                 json={"location": "local", "sku": {"name": "Basic"}})
+        assert created.status_code in (200, 201), created.text
+        client_id, secret = make_identity(server, "builder", "Contributor", "cargohold")
+        token = make_credential(server, client_id, secret).get_token(MANAGEMENT_SCOPE).token
+        source = owner.upload(write_context(tmp_path / "ctx", {"Dockerfile": "FROM scratch\n"}))
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"},
+                          verify=ssl.create_default_context(cafile=ca_file(server)),
+                          params={"api-version": "2025-03-01-preview"}) as contributor:
+            body = {"type": "DockerBuildRequest", "dockerFilePath": "Dockerfile", "platform": {"os": "Linux"},
+                    "sourceLocation": source}
+            refused = contributor.post(owner.path("/scheduleRun"),
+                                       json={**body, "imageNames": [f"{login_server(other)}/stolen:1"]})
+            assert refused.status_code == 403, refused.text
+            assert "may not push" in refused.json()["error"]["message"]
+            assert owner.http.get(owner.path("/runs")).json()["value"] == []
+            allowed = contributor.post(owner.path("/scheduleRun"), json={**body, "imageNames": ["mine:1"]})
+            assert allowed.status_code == 200, allowed.text
+        owner.http.close()
+    finally:
+        server.stop()
+
+
+def test_runs_list_with_filter_and_top(arm: Arm, base_image: str, tmp_path: Path) -> None:
+    doomed = arm.encoded("steps:\n  - cmd: {{.Run.Registry}}/base:1 /bin/sh -c \"sleep 4242\"\n").json()["name"]
+    assert arm.http.post(arm.path(f"/runs/{doomed}/cancel")).status_code == 200
+    arm.wait(doomed)
+    arm.build(write_context(tmp_path / "ctx", {"Dockerfile": f"FROM {base_image}\n"}), isPushEnabled=False)
+    listing = arm.http.get(arm.path("/runs"), params={"$filter": "status eq 'Canceled'", "$top": "50"})
+    assert listing.status_code == 200, listing.text
+    assert listing.json()["value"] and all(r["properties"]["status"] == "Canceled" for r in listing.json()["value"])
+    quick = arm.http.get(arm.path("/runs"), params={"$filter": "runType eq 'QuickBuild' and status eq 'Succeeded'",
+                                                     "$top": "1"}).json()["value"]
+    assert len(quick) == 1 and quick[0]["properties"]["runType"] == "QuickBuild"
+    since = arm.http.get(arm.path("/runs"), params={"$filter": "createTime ge 2000-01-01T00:00:00Z and "
+                                                                "contains(['Failed', 'Timeout'], status)"})
+    assert {r["properties"]["status"] for r in since.json()["value"]} <= {"Failed", "Timeout"}
+    bad = arm.http.get(arm.path("/runs"), params={"$filter": "colour eq 'red'"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "InvalidParameter"
+    patched = arm.http.patch(arm.path(f"/runs/{quick[0]['name']}"), json={"isArchiveEnabled": True})
+    assert patched.status_code == 200 and patched.json()["properties"]["isArchiveEnabled"] is True
+    links = arm.http.post(arm.path(f"/runs/{quick[0]['name']}/listLogSasUrl")).json()
+    assert links["logArtifactLink"] == links["logLink"]
+    import httpx
+
+    tampered = links["logLink"][:-4] + ("AAAA" if not links["logLink"].endswith("AAAA") else "BBBB")
+    assert httpx.get(tampered, verify=False).status_code == 403
+    assert arm.http.get(arm.path("/runs/ca999999")).status_code == 404
+
+
+def test_a_run_whose_worker_dies_ends_as_agent_lost(arm: Arm, base_image: str, tasks_server: RunningServer,
+                                                   tmp_path: Path) -> None:
+    """A worker of an agent pool is killed mid-run; the next worker of the pool ends the run as Error."""
+    import signal
+    import sys
+    import time
+
+    created = arm.http.put(arm.path("/agentPools/doomed"), json={"location": "local", "properties": {"count": 1}})
+    assert created.status_code in (200, 201), created.text
+
+    def worker() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "cargohold", "worker", "--data-dir",
+                                 str(tasks_server.data_dir), "--agent-pool", "doomed"],
+                                stdout=open(tmp_path / "worker.log", "ab"), stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    first = worker()
+    try:
+        answer = arm.encoded("steps:\n  - cmd: {{.Run.Registry}}/base:1 /bin/sh -c \"sleep 4242\"\n",
+                             agentPoolName="doomed")
+        assert answer.status_code == 200, answer.text
+        run_id = answer.json()["name"]
+        deadline = time.monotonic() + 60
+        while arm.run(run_id)["properties"]["status"] != "Running" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+        for pid in _sleepers():
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    second = worker()
+    try:
+        run = arm.wait(run_id, timeout=90)
+    finally:
+        os.killpg(second.pid, signal.SIGTERM)
+        second.wait(timeout=30)
+    assert run["properties"]["status"] == "Error"
+    assert "agent lost" in run["properties"]["runErrorMessage"]
+    assert "agent lost" in arm.log(run_id)
