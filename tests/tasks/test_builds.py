@@ -90,6 +90,7 @@ def test_multi_step_run_builds_in_parallel_tests_and_pushes(arm: Arm, base_image
         "Step ID: test")
 
 
+@pytest.mark.backend_independent
 def test_a_failing_cmd_step_fails_the_run_and_nothing_is_pushed(arm: Arm, base_image: str, tmp_path: Path) -> None:
     failing = MULTI_STEP.replace('/bin/sh -c "cat /one.txt; echo env=$GREETING"', '/bin/sh -c "exit 3"')
     failing = failing.replace("multi-one", "failing-one").replace("multi-two", "failing-two")
@@ -103,6 +104,7 @@ def test_a_failing_cmd_step_fails_the_run_and_nothing_is_pushed(arm: Arm, base_i
     assert "Step ID: push" not in log
 
 
+@pytest.mark.backend_independent
 def test_secret_values_never_reach_the_log(arm: Arm, base_image: str, tmp_path: Path) -> None:
     secret = "s3cr3t-Value-91"
     context = write_context(tmp_path / "ctx", {
@@ -121,6 +123,7 @@ def test_secret_values_never_reach_the_log(arm: Arm, base_image: str, tmp_path: 
     assert secret not in log and "the value is *****" in log
 
 
+@pytest.mark.backend_independent
 def test_a_broken_dockerfile_fails_with_buildahs_message(arm: Arm, base_image: str, tmp_path: Path) -> None:
     context = write_context(tmp_path / "ctx", {"Dockerfile": f"FROM {base_image}\nFROBNICATE everything\n"})
     run = arm.build(context, imageNames=["broken:1"])
@@ -158,6 +161,7 @@ def _sleepers() -> set[int]:
     return found
 
 
+@pytest.mark.backend_independent
 def test_cancel_ends_the_whole_process_tree(arm: Arm, base_image: str) -> None:
     import time
 
@@ -176,6 +180,7 @@ def test_cancel_ends_the_whole_process_tree(arm: Arm, base_image: str) -> None:
     assert not _sleepers()
 
 
+@pytest.mark.backend_independent
 def test_a_run_past_its_timeout_is_killed(arm: Arm, base_image: str) -> None:
     import time
 
@@ -189,6 +194,7 @@ def test_a_run_past_its_timeout_is_killed(arm: Arm, base_image: str) -> None:
     assert not _sleepers()
 
 
+@pytest.mark.backend_independent
 def test_a_step_timeout_fails_the_step(arm: Arm, base_image: str) -> None:
     answer = arm.encoded("steps:\n  - cmd: {{.Run.Registry}}/base:1 /bin/sh -c \"sleep 4242\"\n    timeout: 2\n")
     run = arm.wait(answer.json()["name"], timeout=60)
@@ -196,6 +202,7 @@ def test_a_step_timeout_fails_the_step(arm: Arm, base_image: str) -> None:
     assert "timed out after 2 s" in run["properties"]["runErrorMessage"]
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize(("text", "line", "words"), [
     ("steps:\n  - build: -t x .\n    bogus: 1\n", 3, "unknown step key 'bogus'"),
     ("steps:\n  - cmd: a\n    when: [b]\n  - id: b\n    cmd: c\n    when: [b]\n", 4, "cycle"),
@@ -210,6 +217,7 @@ def test_invalid_task_files_are_refused_naming_the_line(arm: Arm, text: str, lin
     assert message.startswith(f"line {line}:") and words in message, message
 
 
+@pytest.mark.backend_independent
 def test_a_missing_dockerfile_is_refused_before_queueing(arm: Arm, tmp_path: Path) -> None:
     context = write_context(tmp_path / "ctx", {"Dockerfile": "FROM scratch\n"})
     answer = arm.schedule({"type": "DockerBuildRequest", "dockerFilePath": "sub/Dockerfile", "imageNames": ["x:1"],
@@ -217,6 +225,7 @@ def test_a_missing_dockerfile_is_refused_before_queueing(arm: Arm, tmp_path: Pat
     assert answer.status_code == 400 and "sub/Dockerfile" in answer.json()["error"]["message"]
 
 
+@pytest.mark.backend_independent
 def test_an_oversized_context_is_refused_with_413(arm: Arm) -> None:
     import httpx
     from urllib.parse import urlsplit
@@ -236,6 +245,7 @@ def test_an_oversized_context_is_refused_with_413(arm: Arm) -> None:
     assert httpx  # the limit is documented in docs/tasks.md
 
 
+@pytest.mark.backend_independent
 def test_a_run_that_would_push_where_its_caller_may_not_is_refused(tmp_path: Path) -> None:
     """A Contributor of one registry may not push into another registry of the server through a run. (A server
     of its own: a second registry would end the single-registry host fallback the other tests' skopeo uses.)"""

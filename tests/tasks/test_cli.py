@@ -8,8 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.server import RunningServer
 from tests.tasks.conftest import write_context
+
+pytestmark = pytest.mark.backend_independent
 
 
 def cargohold(server: RunningServer, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
