@@ -237,7 +237,7 @@ class Execution:
         self.routes = routes
         try:
             await asyncio.to_thread(self.workspace.prepare, routes, spec.custom_registries)
-            await self._steps(plan, context)
+            await asyncio.wait_for(self._steps(plan, context), plan.total_timeout)
         finally:
             try:
                 with contextlib.suppress(Exception):
