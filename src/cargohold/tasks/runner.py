@@ -187,8 +187,8 @@ class Execution:
             self.log.line(f"Run ID: {self.run.run_id} was successful after {elapsed}s")
         else:
             self.log.line(f"Run ID: {self.run.run_id} {status.lower()} after {elapsed}s. Error: {error}")
-        await asyncio.to_thread(self.workspace.remove)
         await self.ctx.run(self._finish, status, error)
+        await asyncio.to_thread(self.workspace.remove)
 
     async def _flush_loop(self) -> None:
         """Store the log as it grows; return when someone asked to cancel the run."""
@@ -390,7 +390,11 @@ class Execution:
                                        mounts={str(context): "/workspace"})
 
     async def _collect_bases(self, plan: Plan) -> None:
+        """The images the run's builds started from, with the digests they resolved to (the next issue's
+        base-image triggers watch them)."""
         built = {tag for step in plan.steps if step.build is not None for tag in step.build.tags}
+        if not built:
+            return
         images = [s.image for s in plan.steps if s.kind == "cmd"]
         engine = Buildah(self.workspace, self._sink, storage_driver=self.settings.storage_driver)
         for name, digest in await engine.images():
