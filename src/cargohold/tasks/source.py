@@ -12,6 +12,7 @@ import asyncio
 import io
 import os
 import re
+import shutil
 import tarfile
 import uuid
 from collections.abc import Iterator
@@ -143,8 +144,17 @@ async def fetch_url(url: str, path: Path) -> None:
 
 
 async def clone_git(url: str, branch: str | None, into: Path) -> None:
-    """A shallow clone with the git CLI; credentials, if any, are in the URL."""
-    args = ["git", "clone", "--depth", "1", "--quiet"]
+    """A shallow clone with the git CLI (a full one where the server cannot do shallow, as dumb HTTP cannot);
+    credentials, if any, are in the URL."""
+    try:
+        await _git_clone(url, branch, into, shallow=True)
+    except SourceError:
+        shutil.rmtree(into, ignore_errors=True)
+        await _git_clone(url, branch, into, shallow=False)
+
+
+async def _git_clone(url: str, branch: str | None, into: Path, *, shallow: bool) -> None:
+    args = ["git", "clone", "--quiet", *(["--depth", "1"] if shallow else [])]
     if branch:
         args += ["--branch", branch]
     process = await asyncio.create_subprocess_exec(
