@@ -119,25 +119,25 @@ class Arm:
         assert answer.status_code == 200, answer.text
         return dict(answer.json())
 
-    def wait(self, run_id: str, timeout: float = 180) -> dict[str, Any]:
+    def wait(self, run_id: str, timeout: float = 180, poll: float = 0.2) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             found = self.run(run_id)
             if found["properties"]["status"] not in ("Queued", "Started", "Running"):
                 return found
-            time.sleep(0.2)
+            time.sleep(poll)
         raise AssertionError(f"run {run_id} did not finish: {found}")
 
     def log(self, run_id: str) -> str:
         link = self.http.post(self.path(f"/runs/{run_id}/listLogSasUrl")).json()["logLink"]
         return httpx.get(link, verify=ssl.create_default_context(cafile=ca_file(self.server)), timeout=60).text
 
-    def build(self, context: Path, **fields: Any) -> dict[str, Any]:
+    def build(self, context: Path, poll: float = 0.2, **fields: Any) -> dict[str, Any]:
         body = {"type": "DockerBuildRequest", "dockerFilePath": "Dockerfile", "isPushEnabled": True,
                 "platform": {"os": "Linux"}, "sourceLocation": self.upload(context), **fields}
         answer = self.schedule(body)
         assert answer.status_code == 200, answer.text
-        return self.wait(answer.json()["name"])
+        return self.wait(answer.json()["name"], poll=poll)
 
     def encoded(self, yaml_text: str, context: Path | None = None, **fields: Any) -> httpx.Response:
         body: dict[str, Any] = {"type": "EncodedTaskRunRequest", "platform": {"os": "Linux"},

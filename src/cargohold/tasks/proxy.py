@@ -25,6 +25,7 @@ import uvicorn
 from cargohold.tasks.engine import Route
 
 REPOSITORY_PATH = re.compile(r"^/v2/(?P<name>.+?)/(?:blobs|manifests|tags|referrers)/")
+MANIFEST_PATH = re.compile(r"^/v2/(?P<name>.+?)/manifests/(?P<reference>[^/]+)$")
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                         "transfer-encoding", "upgrade", "host", "authorization", "content-length"})
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -55,6 +56,8 @@ class RegistryProxy:
         self._server: _QuietServer | None = None
         self._serving: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
+        self.pulled: dict[tuple[str, str, str], str] = {}
+        """(login server, repository, reference) → digest of every manifest the run fetched by tag."""
 
     async def start(self) -> list[Route]:
         for login_server in self.login_servers:
@@ -117,6 +120,11 @@ class RegistryProxy:
             await _answer(send, 502, f'{{"errors":[{{"code":"UNKNOWN","message":"upstream: {type(exc).__name__}"}}]}}'
                           .encode())
             return
+        manifest = MANIFEST_PATH.match(path)
+        if manifest and method == "GET" and response.status_code == 200 and ":" not in manifest.group("reference"):
+            digest = response.headers.get("docker-content-digest")
+            if digest:
+                self.pulled.setdefault((login_server, manifest.group("name"), manifest.group("reference")), digest)
         try:
             out = [(k.encode("latin-1"), self._location(k, v).encode("latin-1"))
                    for k, v in response.headers.multi_items() if k.lower() not in HOP_BY_HOP]

@@ -274,7 +274,7 @@ class TaskRoutes:
                 total = start + len(data)
                 run = await self._query(lambda conn: runs.get_run(conn, record.id, subject))
             headers = {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store",
-                       "x-ms-meta-Complete": "true" if run.finished and run.log_digest else "false",
+                       "x-ms-meta-Complete": "true" if run.finished else "false",
                        "X-Run-Status": run.status, "X-Log-Size": str(total)}
             return Response(b"" if request.method == "HEAD" else data, status_code=200, headers=headers)
         except ArmError as exc:

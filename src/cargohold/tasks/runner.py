@@ -33,12 +33,13 @@ from cargohold.jobs.queue import Job
 from cargohold.jobs.worker import JobFailed
 from cargohold.kernel.context import RegistryContext
 from cargohold.kernel.tenancy import RegistryRecord
+from cargohold.management.arm import ArmError
 from cargohold.security.master_key import Sealer
 from cargohold.tasks import logs, requests, runs, source
 from cargohold.tasks.engine import Buildah, CommandFailed, EngineMissing, Route, Workspace
 from cargohold.tasks.proxy import RegistryProxy
 from cargohold.tasks.requests import RunSpec
-from cargohold.tasks.service import Target, local_registry, run_values
+from cargohold.tasks.service import Target, check_pushes, local_registry, run_values
 from cargohold.tasks.taskfile import Plan, Step, TaskFileError, dependencies
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,7 @@ class RunRunner:
             return True if runs.start(conn, run.pk) else None
 
     def _end_lost(self, run: runs.Run) -> None:
+        Workspace(self.settings.scratch / f"run-{run.pk}").remove()
         with write_transaction(self.ctx.engine) as conn:
             writer = logs.LogWriter([], offset=logs.live_size(conn, run.pk))
             writer.line(f"Run ID: {run.run_id} ended: {AGENT_LOST}")
@@ -228,6 +230,7 @@ class Execution:
             values_text = _read_inside(context, spec.values_file_path) if spec.values_file_path else values_text
         plan = requests.build_plan(spec, run_values(target, self.run.run_id), task_text, values_text)
         self.log.secrets = sorted(set(self.log.secrets) | set(plan.secrets), key=len, reverse=True)
+        await self.ctx.run(self._check_pushes, plan)
         hosts = await asyncio.to_thread(self._hosts, plan, context, target)
         await self.ctx.run(self._resolve_registries, hosts)
         self._allowed_pushes = {(h, r) for h, r, _, _ in map(requests.split_image, requests.pushes(plan))}
@@ -241,9 +244,18 @@ class Execution:
         finally:
             try:
                 with contextlib.suppress(Exception):
-                    await self._collect_bases(plan)
+                    await self._collect_bases(plan, proxy, context)
             finally:
                 await proxy.stop()
+
+    def _check_pushes(self, plan: Plan) -> None:
+        """A task file read from a git or tarball source could not be checked when the run was scheduled."""
+        principal = Principal.from_subject(self.run.principal, f"run {self.run.run_id}")
+        with self.ctx.engine.connect() as conn:
+            try:
+                check_pushes(conn, principal, requests.pushes(plan))
+            except ArmError as exc:
+                raise StepFailed(exc.message) from None
 
     def _request(self) -> tuple[RunSpec, Target]:
         with self.ctx.engine.connect() as conn:
@@ -267,17 +279,26 @@ class Execution:
 
     def _hosts(self, plan: Plan, context: Path, target: Target) -> set[str]:
         """The registries the run names: its own, those of its images and of its Dockerfiles' FROM lines."""
-        images: list[str] = []
+        images = self._from_images(plan, context)
         for step in plan.steps:
             images += step.push
             if step.image:
                 images.append(step.image)
             if step.build is not None:
                 images += step.build.tags
+        return {target.login_server} | {image.split("/", 1)[0].lower() for image in images if "/" in image}
+
+    @staticmethod
+    def _from_images(plan: Plan, context: Path) -> list[str]:
+        """The images the builds' Dockerfiles name in FROM lines (stage names and ARG-made names left out)."""
+        images: list[str] = []
+        for step in plan.steps:
+            if step.build is not None:
                 dockerfile = _inside(context, step.build.dockerfile)
                 if dockerfile is not None and dockerfile.is_file():
-                    images += [m.group("image") for m in FROM_LINE.finditer(dockerfile.read_text(errors="replace"))]
-        return {target.login_server} | {image.split("/", 1)[0].lower() for image in images if "/" in image}
+                    images += [m.group("image") for m in FROM_LINE.finditer(dockerfile.read_text(errors="replace"))
+                               if "/" in m.group("image")]
+        return images
 
     def _resolve_registries(self, hosts: set[str]) -> None:
         with self.ctx.engine.connect() as conn:
@@ -389,18 +410,27 @@ class Execution:
                                        workdir=step.working_directory, user=step.user,
                                        mounts={str(context): "/workspace"})
 
-    async def _collect_bases(self, plan: Plan) -> None:
+    async def _collect_bases(self, plan: Plan, proxy: RegistryProxy, context: Path) -> None:
         """The images the run's builds started from, with the digests they resolved to (the next issue's
-        base-image triggers watch them)."""
+        base-image triggers watch them): seen by the proxy for this server's registries, else read from
+        buildah's store."""
         built = {tag for step in plan.steps if step.build is not None for tag in step.build.tags}
         if not built:
             return
-        images = [s.image for s in plan.steps if s.kind == "cmd"]
+        for (registry, repository, tag), digest in proxy.pulled.items():
+            if f"{registry}/{repository}:{tag}" not in built:
+                self.bases.append({"type": "BuildTime", "registry": registry, "repository": repository,
+                                   "tag": tag, "digest": digest})
+        froms = await asyncio.to_thread(self._from_images, plan, context)
+        if all(image.split("/", 1)[0].lower() in self._registries for image in froms):
+            return
+        cmd_images = {s.image for s in plan.steps if s.kind == "cmd"}
         engine = Buildah(self.workspace, self._sink, storage_driver=self.settings.storage_driver)
         for name, digest in await engine.images():
-            if name in built or name.startswith("localhost/") or name in images:
-                continue
             registry, repository, tag, _ = requests.split_image(name)
+            if name in built or name.startswith("localhost/") or name in cmd_images or \
+                    registry.lower() in self._registries:
+                continue
             self.bases.append({"type": "BuildTime", "registry": registry, "repository": repository, "tag": tag,
                                "digest": digest})
 

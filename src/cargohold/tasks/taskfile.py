@@ -163,18 +163,14 @@ def parse_task_file(text: str, run: RunValues, values: Mapping[str, str], secret
     steps = [_step(node, index, step_timeout, working_directory, common_env)
              for index, node in enumerate(steps_node.value)]
     _check_graph(steps)
+    if "secrets" in top:
+        node = top["secrets"][1]
+        if not isinstance(node, yaml.SequenceNode):
+            raise TaskFileError("secrets must be a list of {id, keyvault}", _line(node))
+        for item in node.value:
+            raise TaskFileError("Key Vault secrets are not supported here; pass secret values with isSecret "
+                                "instead", _line(item))
     secrets = [s for s in secret_values if s]
-    for key in ("secrets",):
-        if key in top:
-            node = top[key][1]
-            if not isinstance(node, yaml.SequenceNode):
-                raise TaskFileError("secrets must be a list of {id, keyvault}", _line(node))
-            for item in node.value:
-                entry = _mapping(item) if isinstance(item, yaml.MappingNode) else {}
-                if "id" not in entry:
-                    raise TaskFileError("each secret needs an id", _line(item))
-                raise TaskFileError("Key Vault secrets are not supported here; pass secret values with "
-                                    "isSecret set instead", _line(item))
     return Plan(steps, secrets, total_timeout)
 
 
