@@ -75,11 +75,15 @@ def store_chunks(conn: Connection, run_pk: int, chunks: list[tuple[int, bytes]])
 
 
 def read_live(conn: Connection, run_pk: int, start: int = 0) -> bytes:
-    rows = conn.execute(select(task_run_log_chunks.c.position, task_run_log_chunks.c.content)
-                        .where(task_run_log_chunks.c.run_id == run_pk)
-                        .order_by(task_run_log_chunks.c.position)).all()
+    """The live log from byte `start` on, reading only the chunks that reach past it."""
+    chunks = task_run_log_chunks.c
+    rows = conn.execute(select(chunks.position, chunks.content)
+                        .where(chunks.run_id == run_pk, chunks.position + func.length(chunks.content) > start)
+                        .order_by(chunks.position)).all()
+    if not rows:
+        return b""
     data = b"".join(bytes(row.content) for row in rows)
-    return data[start:]
+    return data[max(0, start - int(rows[0].position)):]
 
 
 def live_size(conn: Connection, run_pk: int) -> int:

@@ -201,8 +201,10 @@ class Execution:
 
     def _flush(self) -> bool:
         chunks = self.log.drain()
-        with write_transaction(self.ctx.engine, signal=False) as conn:
-            logs.store_chunks(conn, self.run.pk, chunks)
+        if chunks:
+            with write_transaction(self.ctx.engine, signal=False) as conn:
+                logs.store_chunks(conn, self.run.pk, chunks)
+        with self.ctx.engine.connect() as conn:
             return runs.cancel_requested(conn, self.run.pk)
 
     def _finish(self, status: str, error: str | None) -> None:
