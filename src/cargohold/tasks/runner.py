@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -37,10 +37,12 @@ from cargohold.management.arm import ArmError
 from cargohold.security.master_key import Sealer
 from cargohold.tasks import logs, requests, runs, source
 from cargohold.tasks.engine import Buildah, CommandFailed, EngineMissing, Route, Workspace
-from cargohold.tasks.proxy import RegistryProxy
 from cargohold.tasks.requests import RunSpec
 from cargohold.tasks.service import Target, check_pushes, local_registry, run_values
 from cargohold.tasks.taskfile import Plan, Step, TaskFileError, dependencies
+
+if TYPE_CHECKING:
+    from cargohold.tasks.proxy import RegistryProxy
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +238,8 @@ class Execution:
         hosts = await asyncio.to_thread(self._hosts, plan, context, target)
         await self.ctx.run(self._resolve_registries, hosts)
         self._allowed_pushes = {(h, r) for h, r, _, _ in map(requests.split_image, requests.pushes(plan))}
+        from cargohold.tasks.proxy import RegistryProxy  # uvicorn, only in processes that run builds
+
         proxy = RegistryProxy(self.settings.endpoint or self.run.endpoint, list(self._registries), self._token,
                               self.settings.verify)
         routes = await proxy.start()
