@@ -350,3 +350,25 @@ def test_a_run_whose_worker_dies_ends_as_agent_lost(arm: Arm, base_image: str, t
     assert run["properties"]["status"] == "Error"
     assert "agent lost" in run["properties"]["runErrorMessage"]
     assert "agent lost" in arm.log(run_id)
+
+
+@pytest.mark.backend_independent
+def test_a_worker_without_buildah_ends_the_run_in_error_saying_so(arm: Arm, tasks_server: RunningServer,
+                                                                  tmp_path: Path) -> None:
+    import sys
+
+    assert arm.http.put(arm.path("/agentPools/nobuildah"), json={"location": "local"}).status_code in (200, 201)
+    worker = subprocess.Popen([sys.executable, "-m", "cargohold", "worker", "--data-dir", str(tasks_server.data_dir),
+                               "--agent-pool", "nobuildah"], env={**os.environ, "PATH": str(Path(sys.executable).parent)},
+                              stdout=open(tmp_path / "worker.log", "ab"), stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        answer = arm.encoded("steps:\n  - cmd: {{.Run.Registry}}/base:1 echo never\n", agentPoolName="nobuildah")
+        run = arm.wait(answer.json()["name"], timeout=60)
+    finally:
+        import signal
+
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=30)
+    assert run["properties"]["status"] == "Error"
+    assert "buildah is not installed" in run["properties"]["runErrorMessage"]
