@@ -31,6 +31,7 @@ from cargohold.registry.http import (
 )
 from cargohold.registry.routes import RegistryRoutes
 from cargohold.security.master_key import load_sealer
+from cargohold.tasks.routes import TaskRoutes
 
 
 def build_context(settings: Settings) -> RegistryContext:
@@ -45,7 +46,8 @@ def create_app(settings: Settings) -> Starlette:
     audit = AuditLog(ctx.engine)
     auth = AuthService(ctx, load_sealer(settings.data_dir), audit)
 
-    worker, delivery = build_worker(ctx, auth.sealer)
+    worker, delivery = build_worker(ctx, auth.sealer, data_dir=settings.data_dir)
+    management = ManagementRoutes(ctx, auth, settings.domain, worker.wake)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -59,7 +61,7 @@ def create_app(settings: Settings) -> Starlette:
 
     return Starlette(
         routes=[*AuthRoutes(auth).routes(), *RegistryRoutes(ctx, auth).routes(), *AcrRoutes(ctx, auth).routes(),
-                *ManagementRoutes(ctx, auth, settings.domain, worker.wake).routes()],
+                *TaskRoutes(ctx, auth, management, worker.wake).routes(), *management.routes()],
         exception_handlers={
             RegistryError: registry_error_handler,
             HTTPException: http_error_handler,

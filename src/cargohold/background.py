@@ -3,16 +3,23 @@ process unless told not to; `cargohold worker` runs one on its own."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from cargohold.events.delivery import DeliverySettings, WebhookDelivery
 from cargohold.events.record import WEBHOOK_JOB
-from cargohold.jobs.worker import JobWorker, WorkerSettings
+from cargohold.jobs.worker import Handler, JobWorker, WorkerSettings
 from cargohold.management.import_jobs import IMPORT_JOB, ImportRunner
 from cargohold.kernel.context import RegistryContext
 from cargohold.security.master_key import Sealer
+from cargohold.tasks.runner import make_handlers
 
 
-def build_worker(ctx: RegistryContext, sealer: Sealer) -> tuple[JobWorker, WebhookDelivery]:
+def build_worker(ctx: RegistryContext, sealer: Sealer, *, data_dir: Path | None = None,
+                 agent_pool: str | None = None) -> tuple[JobWorker, WebhookDelivery]:
+    """With `data_dir`, the worker also runs ACR Tasks runs (workspaces under it); with `agent_pool`, it runs
+    only that pool's runs and nothing else."""
     delivery = WebhookDelivery(ctx, sealer, DeliverySettings.from_env())
-    worker = JobWorker(ctx, {WEBHOOK_JOB: delivery, IMPORT_JOB: ImportRunner(ctx, sealer)},
-                       WorkerSettings.from_env(), housekeeping=[delivery.prune])
+    handlers: dict[str, Handler] = {} if agent_pool else {WEBHOOK_JOB: delivery, IMPORT_JOB: ImportRunner(ctx, sealer)}
+    handlers.update(make_handlers(ctx, sealer, data_dir, agent_pool))
+    worker = JobWorker(ctx, handlers, WorkerSettings.from_env(), housekeeping=[delivery.prune])
     return worker, delivery

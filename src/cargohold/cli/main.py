@@ -17,6 +17,9 @@ from cargohold.cli.options import MultiValueCommand
 from cargohold.cli.policies import config_app
 from cargohold.cli.replication import replication_app
 from cargohold.cli.repository import app as repository_app
+from cargohold.cli.tasks import agentpool_app, task_app
+from cargohold.cli.tasks import build as build_command
+from cargohold.cli.tasks import run as run_command
 from cargohold.cli.webhook import webhook_app
 
 DATABASE_COMMANDS = {
@@ -46,6 +49,10 @@ app.add_typer(config_app, name="config")
 app.add_typer(webhook_app, name="webhook")
 app.add_typer(replication_app, name="replication")
 app.add_typer(repository_app, name="repository")
+app.command("build")(build_command)
+app.command("run")(run_command)
+app.add_typer(task_app, name="task")
+app.add_typer(agentpool_app, name="agentpool")
 
 
 @app.command("migrate")

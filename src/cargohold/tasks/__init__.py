@@ -1,0 +1,1 @@
+"""ACR Tasks: quick builds, multi-step runs, saved tasks, their runs and logs, built with buildah."""
