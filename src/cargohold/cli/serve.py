@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import sys
 from enum import Enum
 from pathlib import Path
@@ -15,11 +16,16 @@ import typer
 from cargohold.cli.local_server import write_server_file
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from cargohold.config import Settings
 
 SERVER_ENVIRONMENT = {"MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
 """glibc gives every thread that allocates its own malloc arena and rarely returns their memory; with a
 thread pool moving 8 MiB batches that inflated the server's RSS several times over. Two arenas suffice."""
+
+
+_LOCATION = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 class ServerKind(str, Enum):
@@ -49,13 +55,22 @@ def serve(
              "bytes through the server.")] = "redirect",
     worker: Annotated[bool, typer.Option(help="Also run background jobs (webhook deliveries, imports) in this "
                                               "process; turn off when `cargohold worker` runs them.")] = True,
+    region: Annotated[str | None, typer.Option(
+        help="Geo-replication: the region (location) this node serves; --storage-url is that region's store, "
+             "registered for every node to copy to and from. See docs/geo-replication.md.")] = None,
+    read_through: Annotated[bool, typer.Option(
+        help="With --region: serve blobs this region lacks yet from another region's store instead of hiding "
+             "an image until it is complete here.")] = False,
 ) -> None:
     """Run the registry. With no options: SQLite and a filesystem store under ./data, HTTP on 127.0.0.1:5000."""
     from cargohold.config import Settings
 
     if blob_downloads not in ("redirect", "proxy"):
         raise typer.BadParameter("redirect or proxy", param_hint="--blob-downloads")
-    settings = Settings.for_data_dir(data_dir, db_url, domain, storage_url, worker, blob_downloads == "redirect")
+    settings = Settings.for_data_dir(data_dir, db_url, domain, storage_url, worker, blob_downloads == "redirect",
+                                     region, read_through)
+    if region is not None and not _LOCATION.match(settings.region or ""):
+        raise typer.BadParameter("a location name such as westeurope", param_hint="--region")
     if not settings.data_dir.exists():
         settings.data_dir.mkdir(parents=True, mode=0o700)
     cert, key, ca = _tls_files(settings, host, tls, tls_cert, tls_key)
@@ -73,7 +88,9 @@ def serve(
     upgrade(settings.db_url)
     engine = make_engine(settings.db_url)
     started = bootstrap(engine, load_sealer(settings.data_dir), settings.data_dir, registry_name,
-                        f"{registry_name}.{domain}".lower())
+                        f"{registry_name}.{domain}".lower(), settings.region)
+    if settings.region is not None:
+        _register_region(engine, settings)
     engine.dispose()
     if started.credentials_file is not None:
         typer.echo(f"created an Owner service principal; its credentials are in {started.credentials_file}", err=True)
@@ -88,6 +105,18 @@ def serve(
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, argv, {**os.environ, **SERVER_ENVIRONMENT, **settings.to_env()})
+
+
+def _register_region(engine: Engine, settings: Settings) -> None:
+    """Record this node's region and its store, so every node can copy into and out of it."""
+    from cargohold.blobs.factory import store_from_url
+    from cargohold.replication.regions import register_serving_region, store_record
+    from cargohold.security.master_key import load_sealer
+
+    assert settings.region is not None
+    register_serving_region(engine, load_sealer(settings.data_dir), settings.region,
+                            store_from_url(settings.storage_url, settings.blob_root),
+                            store_record(settings.storage_url or "", settings.blob_root))
 
 
 def _check_store(settings: Settings) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 from cargohold.blobs.store import BlobStore
 from cargohold.db.engine import ChangeListener, change_counter, local_writes, reads_inline
 from cargohold.kernel.clock import utcnow
+from cargohold.oci.digest import Digest
 
 __all__ = ["FreshCache", "RegistryContext", "utcnow"]
 
@@ -29,6 +30,11 @@ class RegistryContext:
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(32, "cargohold-io"))
     redirect_downloads: bool = True
     """Answer blob GETs from a cloud store with a redirect to a signed URL (as ACR does), or stream them."""
+    region: str | None = None
+    """The region this node serves (geo-replication): `store` is that region's; None outside geo-replication."""
+    read_through: Callable[[Digest], BlobStore | None] | None = None
+    """Where to read a blob this region's store lacks yet (another region's store), when the node is allowed to
+    fall back; None: a region serves only what it holds, and a manifest is visible once it is complete here."""
     _loop_connection: Connection | None = field(default=None, init=False, repr=False)
     _listener: ChangeListener | None = field(default=None, init=False, repr=False)
     cache: FreshCache = field(init=False, repr=False)

@@ -4,7 +4,8 @@ from alembic import context
 import cargohold.auth.tables
 import cargohold.events.tables
 import cargohold.jobs.tables
-import cargohold.management.tables  # noqa: F401
+import cargohold.management.tables
+import cargohold.replication.tables  # noqa: F401
 from cargohold.db.engine import make_engine
 from cargohold.db.tables import metadata
 
