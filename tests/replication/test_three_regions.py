@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,12 @@ from sqlalchemy import create_engine, text
 from cargohold.blobs.factory import store_from_url
 from cargohold.blobs.store import BlobStore
 from cargohold.oci.digest import Digest
+from cargohold.cli.arm_client import ArmClient, connect
+from cargohold.cli.endpoint import resolve_endpoint
 from tests.clients.oci_layout import blob_path, write_image_layout
 from tests.conftest import require_tool
 from tests.scaleout.test_three_nodes import azurite  # noqa: F401 - the fixture
-from tests.support.images import Image, image_from_layers, layer_tarball
+from tests.support.images import Image, image_from_layers, layer_tarball, push_image
 from tests.support.receiver import Receiver
 from tests.support.server import RunningServer, suite_database
 
@@ -42,6 +45,9 @@ class Regions:
     store_urls: dict[str, str]
     receivers: dict[str, Receiver]
     database: str
+    through: RunningServer
+    """A second node of the east, started with --read-through."""
+    _arm: ArmClient | None = None
 
     def cli(self, *args: str, check: bool = True) -> Any:
         done = subprocess.run([sys.executable, "-m", "cargohold", *args, "--data-dir", str(self.data_dir),
@@ -50,6 +56,16 @@ class Regions:
             assert done.returncode == 0, f"{' '.join(args)}: {done.stderr}"
             return json.loads(done.stdout) if done.stdout.strip() else None
         return done
+
+    @property
+    def arm(self) -> ArmClient:
+        """The management API in this process (a `cargohold` subprocess costs seconds on a busy machine)."""
+        if self._arm is None:
+            self._arm = connect(resolve_endpoint(self.data_dir))
+        return self._arm
+
+    def registry_path(self, name: str = REGISTRY) -> str:
+        return f"{self.arm.group_path('default')}/registries/{name}"
 
     def client(self, region: str, **kwargs: Any) -> httpx.Client:
         return self.nodes[region].client(**kwargs)
@@ -69,20 +85,23 @@ def regions(tmp_path_factory: pytest.TempPathFactory, azurite: str) -> Iterator[
     database = suite_database()
     nodes = {region: RunningServer(data_dir, db_url=database, storage_url=url, extra_args=["--region", region])
              for region, url in urls.items()}
+    through = RunningServer(data_dir, db_url=database, storage_url=urls[EAST],
+                            extra_args=["--region", EAST, "--read-through", "--no-worker"])
     receivers = {region: Receiver().start() for region in urls}
     try:
-        for region in (HOME, EAST, NORTH):
-            nodes[region].start(timeout=60)
+        nodes[HOME].start(timeout=60)
+        with ThreadPoolExecutor(3) as pool:
+            list(pool.map(lambda node: node.start(timeout=90), [nodes[EAST], through, nodes[NORTH]]))
         found = Regions(data_dir, nodes, {r: store_from_url(u, base) for r, u in urls.items()}, urls, receivers,
-                        database or f"sqlite:///{data_dir / 'metadata.db'}")
+                        database or f"sqlite:///{data_dir / 'metadata.db'}", through)
         for region in (EAST, NORTH):
-            found.cli("replication", "create", "-r", REGISTRY, "-l", region)
+            found.arm.put(f"{found.registry_path()}/replications/{region}", {"location": region})
         for region, receiver in receivers.items():
-            found.cli("webhook", "create", "-r", REGISTRY, "-n", f"hook{region}", "--uri", receiver.url(f"/{region}"),
-                      "--actions", "push", "--location", region)
+            found.arm.put(f"{found.registry_path()}/webhooks/hook{region}", {"location": region, "properties": {
+                "serviceUri": receiver.url(f"/{region}"), "actions": ["push"], "status": "enabled"}})
         yield found
     finally:
-        for node in nodes.values():
+        for node in [*nodes.values(), through]:
             node.stop()
         for receiver in receivers.values():
             receiver.stop()
@@ -134,8 +153,8 @@ def _until(condition: Any, timeout: float = 30, message: str = "condition") -> A
 
 
 def _statuses(regions: Regions) -> dict[str, dict[str, Any]]:
-    return {row["location"]: row["properties"]["status"] for row in regions.cli("replication", "status",
-                                                                                 "-r", REGISTRY)}
+    return {row["location"]: row["properties"]["status"]
+            for row in regions.arm.list(f"{regions.registry_path()}/replications")}
 
 
 def _take_down(store_url: str) -> Path:
@@ -180,10 +199,16 @@ def test_push_reaches_every_region_and_each_serves_only_complete_images(regions:
             report = east.get("/acr/v1/app/web/_manifests/v1/_replication").json()
         assert {r["region"]: r["complete"] for r in report["regions"]} == {HOME: True, EAST: False, NORTH: True}
         assert regions.receivers[EAST].received() == []
-        status = _until(lambda: (s := _statuses(regions))[EAST]["displayStatus"] == "Unavailable" and s,
-                        message="the east to be Unavailable")
-        assert "failing" in status[EAST]["message"] and HOME not in status
-        assert status[NORTH]["displayStatus"] == "Ready"
+        # A node of the east told to --read-through serves the image from the other regions meanwhile.
+        _pull(regions.through, "app/web:v1", tmp_path / "read-through")
+        for digest in digests:
+            assert blob_path(tmp_path / "read-through", digest).read_bytes() == blob_path(layout, digest).read_bytes()
+        _until(lambda: _statuses(regions)[EAST]["displayStatus"] == "Unavailable",
+               message="the east to be Unavailable")
+        status = {row["location"]: row["properties"]["status"]
+                  for row in regions.cli("replication", "status", "-r", REGISTRY)}
+        assert status[EAST]["displayStatus"] == "Unavailable" and "failing" in status[EAST]["message"]
+        assert status[NORTH]["displayStatus"] == "Ready" and HOME not in status
     finally:
         _bring_back(east_root)
 
@@ -226,10 +251,12 @@ def test_regional_endpoint_follows_region_endpoint_enabled(regions: Regions) -> 
     host = f"{REGISTRY}.{NORTH}.localhost"
     with httpx.Client(base_url=node.url, auth=node.credentials, headers={"Host": host}) as client:
         assert client.get("/v2/").status_code == 200
-        regions.cli("replication", "update", "-r", REGISTRY, "-n", NORTH, "--region-endpoint-enabled", "false")
+        regions.arm.patch(f"{regions.registry_path()}/replications/{NORTH}",
+                          {"properties": {"regionEndpointEnabled": False}})
         refused = client.get("/v2/")
         assert refused.status_code == 404 and refused.json()["errors"][0]["code"] == "NAME_UNKNOWN"
-        regions.cli("replication", "update", "-r", REGISTRY, "-n", NORTH, "--region-endpoint-enabled", "true")
+        regions.arm.patch(f"{regions.registry_path()}/replications/{NORTH}",
+                          {"properties": {"regionEndpointEnabled": True}})
         assert client.get("/v2/").status_code == 200
     with httpx.Client(base_url=node.url, auth=node.credentials,
                       headers={"Host": f"{REGISTRY}.southindia.localhost"}) as client:
@@ -244,10 +271,32 @@ def test_deleting_a_replication_frees_its_copies(regions: Regions, tmp_path: Pat
     regions.cli("replication", "wait", "-r", REGISTRY, "--image", "app/freed:v1", "--timeout", "60")
     east = regions.stores[EAST]
     assert _holds(east, _digests(image))
-    regions.cli("replication", "delete", "-r", REGISTRY, "-n", EAST)
+    regions.arm.delete(f"{regions.registry_path()}/replications/{EAST}")
     _until(lambda: not any(east.stat(Digest.parse(d)) for d in _digests(image)), message="the east's copies freed")
     assert _holds(regions.stores[HOME], _digests(image)) and _holds(regions.stores[NORTH], _digests(image))
-    assert [r["location"] for r in regions.cli("replication", "list", "-r", REGISTRY)] == [NORTH]
+    assert [r["location"] for r in regions.arm.list(f"{regions.registry_path()}/replications")] == [NORTH]
+
+    # Replicating to the east again backfills what the registry holds.
+    regions.arm.put(f"{regions.registry_path()}/replications/{EAST}", {"location": EAST})
+    regions.cli("replication", "wait", "-r", REGISTRY, "--image", "app/freed:v1", "--timeout", "60")
+    assert _holds(east, _digests(image))
+
+
+def test_deleting_a_registry_removes_its_blobs_from_every_region(regions: Regions) -> None:
+    name = f"doomed{uuid.uuid4().hex[:8]}"
+    regions.arm.put(regions.registry_path(name), {"location": HOME, "sku": {"name": "Premium"}})
+    for region in (EAST, NORTH):
+        regions.arm.put(f"{regions.registry_path(name)}/replications/{region}", {"location": region})
+    image = image_from_layers([layer_tarball({"doomed.txt": os.urandom(40_000)})])
+    node = regions.nodes[EAST]
+    with httpx.Client(base_url=node.url, auth=node.credentials, headers={"Host": f"{name}.localhost"},
+                      timeout=60) as client:
+        push_image(client, "app/doomed", "v1", image)
+    regions.cli("replication", "wait", "-r", name, "--image", "app/doomed:v1", "--timeout", "60")
+    assert all(_holds(store, _digests(image)) for store in regions.stores.values())
+    regions.cli("delete", "-n", name, "--yes")
+    _until(lambda: not any(store.stat(Digest.parse(d)) for store in regions.stores.values()
+                           for d in _digests(image)), message="every region's copies removed")
 
 
 def _copy_jobs(regions: Regions) -> list[tuple[str, str]]:

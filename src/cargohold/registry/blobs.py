@@ -40,7 +40,12 @@ def stored_blob(ctx: RegistryContext, digest: Digest) -> StoredBlob:
 def blob_source(ctx: RegistryContext, digest: Digest) -> tuple[BlobStore, StoredBlob]:
     """The store to read a blob from: this region's, or (geo-replication with read-through) another region's
     while the copy is on its way."""
-    stored = ctx.store.stat(digest)
+    try:
+        stored = ctx.store.stat(digest)
+    except OSError:
+        if ctx.read_through is None:
+            raise
+        stored = None
     if stored is not None:
         return ctx.store, stored
     if ctx.read_through is not None:
