@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.engine import Connection
 
 from cargohold.db.engine import lock_digest
-from cargohold.db.tables import registries
+from cargohold.db.tables import manifest_references, manifests, registries
 from cargohold.events.payload import RequestOrigin, Target
 from cargohold.events.record import owe_event, record_event
 from cargohold.events.tables import events
@@ -57,15 +57,21 @@ def record_push(conn: Connection, node_region: str | None, registry_id: int, act
 
 
 def settle(conn: Connection, digest: str, region: str) -> None:
-    """A blob arrived in `region`: owe the region's webhooks the pushes that are now complete there."""
-    waiting = conn.execute(select(regional_pushes).where(regional_pushes.c.region == region)
-                           .order_by(regional_pushes.c.id).limit(SETTLE_LIMIT)).all()
+    """A blob arrived in `region`: owe the region's webhooks the pushes that are now complete there. Only the
+    pushes of manifests needing the blob (directly, or through an index one level up) are looked at."""
+    direct = (select(manifests.c.digest).join(manifest_references, manifest_references.c.manifest_id == manifests.c.id)
+              .where(manifest_references.c.digest == digest, manifest_references.c.kind == "blob"))
+    parents = (select(manifests.c.digest).join(manifest_references,
+                                               manifest_references.c.manifest_id == manifests.c.id)
+               .where(manifest_references.c.kind == "manifest", manifest_references.c.digest.in_(direct)))
+    waiting = conn.execute(select(regional_pushes).where(
+        regional_pushes.c.region == region,
+        or_(regional_pushes.c.manifest_digest.in_(direct), regional_pushes.c.manifest_digest.in_(parents)))
+        .order_by(regional_pushes.c.id).limit(SETTLE_LIMIT)).all()
     complete: dict[str, bool] = {}
     for row in waiting:
         if row.manifest_digest not in complete:
-            needed = presence.blobs_needed(conn, row.manifest_digest)
-            complete[row.manifest_digest] = (digest in needed or not needed) and \
-                presence.missing_in(conn, row.manifest_digest, region).complete
+            complete[row.manifest_digest] = presence.missing_in(conn, row.manifest_digest, region).complete
         if not complete[row.manifest_digest]:
             continue
         event = conn.execute(select(events.c.action, events.c.repository, events.c.payload)
