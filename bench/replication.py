@@ -10,7 +10,8 @@ one SQLite data directory. Three measurements:
    replication; then the replication to region B is created and the backfill timed from the ARM PUT until the
    replication reports `Ready`. The baseline copies the same blobs from A's store to a scratch store through the
    BlobStore seam (read, write, commit, with `--blobs` threads, no hashing, no database), as a replication could
-   at best.
+   at best; and again with the sha256 check a replication makes; and the replication's copy routine itself
+   (`Replicator._transfer`) called in this process, without the job queue and the server around it.
 2. Push to available: `--samples` small images (config and a 1 KiB layer) pushed one at a time to region A;
    each is timed from the manifest PUT's 201 until `GET .../_replication?wait=30&region=B` says complete there.
 3. Burst: `--burst` small images pushed with 8 threads; the lag of each from its 201 until complete in B
@@ -41,6 +42,7 @@ from harness.procs import free_port, raise_on_sigterm, start_process, stop_proce
 
 from cargohold.blobs.filesystem import FilesystemBlobStore  # noqa: E402
 from cargohold.oci.digest import Digest  # noqa: E402
+from cargohold.replication.copying import Replicator  # noqa: E402
 
 API_VERSION = "2025-11-01"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -143,24 +145,53 @@ def main() -> int:
         replicated = time.monotonic() - started
         source, scratch = FilesystemBlobStore(stores["regiona"]), FilesystemBlobStore(work / "scratch")
 
-        def direct(digest: str) -> None:
+        def direct(digest: str, verify: bool) -> None:
             parsed = Digest.parse(digest)
-            upload = hashlib.sha256(digest.encode()).hexdigest()[:32]
+            upload = hashlib.sha256(f"{verify}{digest}".encode()).hexdigest()[:32]
+            hasher = hashlib.sha256()
             scratch.start_upload(upload)
             writer = scratch.open_upload(upload, 0)
             for chunk in source.read(parsed, 4 * 1024 * 1024):
+                if verify:
+                    hasher.update(chunk)
                 writer.write([chunk])
             writer.finish()
             writer.close()
+            assert not verify or hasher.hexdigest() == parsed.hex
             scratch.commit(upload, parsed)
 
+        timings = {}
+        for verify in (False, True):
+            for digest in digests:
+                scratch.delete(Digest.parse(digest))
+            started = time.monotonic()
+            with ThreadPoolExecutor(args.blobs) as pool:
+                list(pool.map(lambda d: direct(d, verify), digests))
+            timings[verify] = time.monotonic() - started
+        baseline, verified = timings[False], timings[True]
+
+        class TwoStores:
+            own_region = "regiona"
+
+            def __init__(self) -> None:
+                self.target = FilesystemBlobStore(work / "copy-engine")
+
+            def get(self, region: str) -> FilesystemBlobStore:
+                return source if region == "regiona" else self.target
+
+        stores_here = TwoStores()
+        engine = Replicator(None, stores_here)  # type: ignore[arg-type]
         started = time.monotonic()
         with ThreadPoolExecutor(args.blobs) as pool:
-            list(pool.map(direct, digests))
-        baseline = time.monotonic() - started
+            list(pool.map(lambda d: engine._transfer(Digest.parse(d), ["regiona"], stores_here.target, "x"),
+                          digests))
+        in_process = time.monotonic() - started
         results["throughput"] = {"bytes": total, "blobs": args.blobs, "replication_s": replicated,
                                  "replication_MBps": total / replicated / 1e6, "direct_s": baseline,
-                                 "direct_MBps": total / baseline / 1e6, "ratio": baseline / replicated}
+                                 "direct_MBps": total / baseline / 1e6, "ratio": baseline / replicated,
+                                 "direct_sha256_s": verified, "direct_sha256_MBps": total / verified / 1e6,
+                                 "ratio_to_sha256": verified / replicated, "copy_engine_in_process_s": in_process,
+                                 "copy_engine_in_process_MBps": total / in_process / 1e6}
         print(json.dumps(results["throughput"]), flush=True)
 
         # 2. push to available, one at a time
@@ -196,7 +227,7 @@ def main() -> int:
         completed = {tag: max(arrived[d] for d in blobs) for tag, (_, blobs) in acknowledged_at.items()}
         lags = [max(0.0, (completed[t] - acknowledged_at[t][0]) * 1000) for t in acknowledged_at]
         results["burst"] = {"pushes": args.burst, "push_s": last_ack - burst_started,
-                            "drain_after_last_push_s": max(completed.values()) - last_ack,
+                            "drain_after_last_push_s": max(0.0, max(completed.values()) - last_ack),
                             "lag_p50_ms": percentile(lags, 50), "lag_p99_ms": percentile(lags, 99),
                             "lag_max_ms": max(lags)}
         print(json.dumps(results["burst"]), flush=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -203,9 +204,11 @@ class Replicator:
         source = self._source(digest, sources)
         writer = target.open_upload(upload_id, staged)
         try:
-            for chunk in source.read(digest, CHUNK, start=staged):
-                hasher.update(chunk)
-                writer.write([chunk])
+            with ThreadPoolExecutor(1, "cargohold-copy-hash") as hashing:
+                for chunk in source.read(digest, CHUNK, start=staged):
+                    hashed = hashing.submit(hasher.update, chunk)
+                    writer.write([chunk])
+                    hashed.result()
             writer.finish()
         finally:
             writer.close()

@@ -23,7 +23,7 @@ from cargohold.registry.repositories import RepositoryRef
 from cargohold.replication.status import image_regions
 
 MAX_WAIT = 600.0
-POLL = 0.1
+POLL = 0.05
 
 
 class ReplicationRoutes:
