@@ -85,13 +85,13 @@ def regions(tmp_path_factory: pytest.TempPathFactory, azurite: str) -> Iterator[
     database = suite_database()
     nodes = {region: RunningServer(data_dir, db_url=database, storage_url=url, extra_args=["--region", region])
              for region, url in urls.items()}
-    through = RunningServer(data_dir, db_url=database, storage_url=urls[EAST],
-                            extra_args=["--region", EAST, "--read-through", "--no-worker"])
+    through = RunningServer(data_dir, db_url=database, storage_url=urls[EAST], scheme="https",
+                            extra_args=["--region", EAST, "--read-through", "--no-worker", "--tls", "self-signed"])
     receivers = {region: Receiver().start() for region in urls}
     try:
         nodes[HOME].start(timeout=60)
         with ThreadPoolExecutor(3) as pool:
-            list(pool.map(lambda node: node.start(timeout=90), [nodes[EAST], through, nodes[NORTH]]))
+            list(pool.map(lambda node: node.start(timeout=90, verify=False), [nodes[EAST], through, nodes[NORTH]]))
         found = Regions(data_dir, nodes, {r: store_from_url(u, base) for r, u in urls.items()}, urls, receivers,
                         database or f"sqlite:///{data_dir / 'metadata.db'}", through)
         for region in (EAST, NORTH):
@@ -209,6 +209,10 @@ def test_push_reaches_every_region_and_each_serves_only_complete_images(regions:
                   for row in regions.cli("replication", "status", "-r", REGISTRY)}
         assert status[EAST]["displayStatus"] == "Unavailable" and "failing" in status[EAST]["message"]
         assert status[NORTH]["displayStatus"] == "Ready" and HOME not in status
+        # Microsoft's management SDK reads the same statuses (through the east's second node, on HTTPS).
+        mgmt = _sdk(regions)
+        east_status = mgmt.replications.get("default", REGISTRY, EAST).status
+        assert east_status.display_status == "Unavailable" and "failing" in east_status.message
     finally:
         _bring_back(east_root)
 
@@ -218,6 +222,8 @@ def test_push_reaches_every_region_and_each_serves_only_complete_images(regions:
     east_hook = regions.receivers[EAST].wait_for(1)[0]
     assert east_hook.note is True and east_hook.event["target"]["digest"] == manifest_digest
     assert all(s["displayStatus"] == "Ready" for s in _statuses(regions).values())
+    assert {r.location: r.status.display_status for r in _sdk(regions).replications.list("default", REGISTRY)} \
+        == {EAST: "Ready", NORTH: "Ready"}
 
     for region in (EAST, NORTH):
         pulled = tmp_path / f"pulled-{region}"
@@ -297,6 +303,13 @@ def test_deleting_a_registry_removes_its_blobs_from_every_region(regions: Region
     regions.cli("delete", "-n", name, "--yes")
     _until(lambda: not any(store.stat(Digest.parse(d)) for store in regions.stores.values()
                            for d in _digests(image)), message="every region's copies removed")
+
+
+def _sdk(regions: Regions) -> Any:
+    from tests.management.conftest import make_credential, management_client
+
+    node = regions.through
+    return management_client(node, make_credential(node, *node.credentials))
 
 
 def _copy_jobs(regions: Regions) -> list[tuple[str, str]]:
