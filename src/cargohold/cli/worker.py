@@ -20,11 +20,14 @@ def worker(
     db_url: Annotated[str | None, typer.Option(help="Metadata database URL.", envvar="CARGOHOLD_DB_URL")] = None,
     storage_url: Annotated[str | None, typer.Option(help="Blob store URL (see docs/storage.md).",
                                                     envvar="CARGOHOLD_STORAGE_URL")] = None,
+    region: Annotated[str | None, typer.Option(help="Geo-replication: the region whose store --storage-url is "
+                                                    "(copies then read from it first).",
+                                               envvar="CARGOHOLD_REGION")] = None,
 ) -> None:
     """Run the job queue until interrupted (SIGINT or SIGTERM finish the running jobs first)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    asyncio.run(_run(Settings.for_data_dir(data_dir, db_url, storage_url=storage_url)))
+    asyncio.run(_run(Settings.for_data_dir(data_dir, db_url, storage_url=storage_url, region=region)))
 
 
 async def _run(settings: Settings) -> None:
