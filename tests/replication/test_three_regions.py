@@ -244,6 +244,11 @@ def test_push_reaches_every_region_and_each_serves_only_complete_images(regions:
     shared = _digests(image)[1]
     assert sorted(region for digest, region in copies if digest == shared) == [EAST, NORTH]
 
+    # Each region's webhook heard of the first image exactly once, with the image in its store.
+    for region, receiver in regions.receivers.items():
+        heard = [d for d in receiver.received() if d.event["target"]["digest"] == manifest_digest]
+        assert len(heard) == 1 and heard[0].note is True, region
+
     # Deletes reach every region at once: metadata is shared.
     with regions.client(HOME) as home:
         assert home.delete(f"/v2/app/web/manifests/{manifest_digest}").status_code == 202
