@@ -12,7 +12,7 @@ import json
 from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.engine import Connection
 
-from cargohold.db.engine import lock_digest
+from cargohold.db.engine import lock_digest, lock_name
 from cargohold.db.tables import manifest_references, manifests, registries
 from cargohold.events.payload import RequestOrigin, Target
 from cargohold.events.record import owe_event, record_event
@@ -58,16 +58,23 @@ def record_push(conn: Connection, node_region: str | None, registry_id: int, act
 
 def settle(conn: Connection, digest: str, region: str) -> None:
     """A blob arrived in `region`: owe the region's webhooks the pushes that are now complete there. Only the
-    pushes of manifests needing the blob (directly, or through an index one level up) are looked at."""
+    pushes of manifests needing the blob (directly, or through an index one level up) are looked at.
+
+    Arrivals of two blobs of one manifest can commit at once; each would see the other's as missing and neither
+    would owe the push. So the checks take a lock per region (on PostgreSQL; SQLite serializes writers), held to
+    the end of the transaction: the second arrival's checks then see the first one's commit."""
     direct = (select(manifests.c.digest).join(manifest_references, manifest_references.c.manifest_id == manifests.c.id)
               .where(manifest_references.c.digest == digest, manifest_references.c.kind == "blob"))
     parents = (select(manifests.c.digest).join(manifest_references,
                                                manifest_references.c.manifest_id == manifests.c.id)
                .where(manifest_references.c.kind == "manifest", manifest_references.c.digest.in_(direct)))
-    waiting = conn.execute(select(regional_pushes).where(
+    query = select(regional_pushes).where(
         regional_pushes.c.region == region,
         or_(regional_pushes.c.manifest_digest.in_(direct), regional_pushes.c.manifest_digest.in_(parents)))
-        .order_by(regional_pushes.c.id).limit(SETTLE_LIMIT)).all()
+    if conn.execute(query.limit(1)).first() is None:
+        return
+    lock_name(conn, f"settle:{region}")
+    waiting = conn.execute(query.order_by(regional_pushes.c.id).limit(SETTLE_LIMIT)).all()
     complete: dict[str, bool] = {}
     for row in waiting:
         if row.manifest_digest not in complete:
@@ -76,8 +83,8 @@ def settle(conn: Connection, digest: str, region: str) -> None:
             continue
         event = conn.execute(select(events.c.action, events.c.repository, events.c.payload)
                              .where(events.c.id == row.event_id)).first()
-        conn.execute(delete(regional_pushes).where(regional_pushes.c.id == row.id))
-        if event is None:
+        taken = conn.execute(delete(regional_pushes).where(regional_pushes.c.id == row.id)).rowcount
+        if event is None or not taken:
             continue
         tag = (json.loads(event.payload).get("target") or {}).get("tag")
         owe_event(conn, row.registry_id, int(row.event_id), event.action, event.repository, tag,
