@@ -11,7 +11,6 @@ removes a deleted blob's copy from a region.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -43,8 +42,6 @@ COPY_ATTEMPTS = 10_000
 CHUNK = 4 * 1024 * 1024
 RELEASE_GRACE = timedelta(seconds=float(os.environ.get("CARGOHOLD_REPLICATION_RELEASE_GRACE_SECONDS", "60")))
 """How long a deleted replication's copies stay, so pulls that started in that region can finish."""
-
-log = logging.getLogger(__name__)
 
 
 def _copy_key(digest: str, region: str) -> str:

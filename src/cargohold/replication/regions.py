@@ -16,8 +16,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from cargohold.blobs.factory import AZURE_ACCOUNT_ENV, AZURE_CONNECTION_STRING_ENV, AZURE_KEY_ENV, store_from_url
 from cargohold.blobs.store import BlobStore
-from cargohold.db.engine import insert_missing, write_transaction
-from cargohold.db.tables import blobs, registries
+from cargohold.db.engine import insert_missing, lock_name, write_transaction
+from cargohold.db.tables import blobs, registries, repositories, repository_blobs
 from cargohold.kernel.clock import utcnow
 from cargohold.management.tables import replications
 from cargohold.oci.digest import Digest
@@ -93,8 +93,6 @@ def registry_regions(conn: Connection, registry_id: int) -> list[str]:
 
 def regions_needing(conn: Connection, digest: str) -> set[str]:
     """The regions some registry holding this blob lives in: where copies of it belong."""
-    from cargohold.db.tables import repositories, repository_blobs
-
     holders = select(repositories.c.registry_id).join(repository_blobs).where(
         repository_blobs.c.digest == digest).distinct()
     homes = set(conn.execute(select(registries.c.location).where(registries.c.id.in_(holders))).scalars())
@@ -170,8 +168,6 @@ def register_serving_region(engine: Engine, sealer: Sealer, name: str, store: Bl
     from cargohold.replication.copying import enqueue_backfills_for_region
 
     with write_transaction(engine) as conn:
-        from cargohold.db.engine import lock_name
-
         lock_name(conn, f"region:{name}")
         created = register_region(conn, sealer, name, record)
         if created:
