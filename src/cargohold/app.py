@@ -30,6 +30,8 @@ from cargohold.registry.http import (
     unexpected_error_handler,
 )
 from cargohold.registry.routes import RegistryRoutes
+from cargohold.replication.regions import ReadThrough, RegionStores
+from cargohold.replication.routes import ReplicationRoutes
 from cargohold.security.master_key import load_sealer
 from cargohold.tasks.routes import TaskRoutes
 
@@ -37,7 +39,7 @@ from cargohold.tasks.routes import TaskRoutes
 def build_context(settings: Settings) -> RegistryContext:
     return RegistryContext(engine=make_engine(settings.db_url),
                            store=store_from_url(settings.storage_url, settings.blob_root),
-                           redirect_downloads=settings.redirect_downloads,
+                           redirect_downloads=settings.redirect_downloads, region=settings.region,
                            egress=EgressPolicy.from_allow_list(settings.egress_allow))
 
 
@@ -45,6 +47,8 @@ def create_app(settings: Settings) -> Starlette:
     ctx = build_context(settings)
     audit = AuditLog(ctx.engine)
     auth = AuthService(ctx, load_sealer(settings.data_dir), audit)
+    if settings.region is not None and settings.read_through:
+        ctx.read_through = ReadThrough(ctx.engine, RegionStores(ctx.engine, auth.sealer, ctx.region, ctx.store))
 
     worker, delivery = build_worker(ctx, auth.sealer, data_dir=settings.data_dir)
     management = ManagementRoutes(ctx, auth, settings.domain, worker.wake)
@@ -60,7 +64,8 @@ def create_app(settings: Settings) -> Starlette:
         audit.flush()
 
     return Starlette(
-        routes=[*AuthRoutes(auth).routes(), *RegistryRoutes(ctx, auth).routes(), *AcrRoutes(ctx, auth).routes(),
+        routes=[*AuthRoutes(auth).routes(), *RegistryRoutes(ctx, auth).routes(),
+                *ReplicationRoutes(ctx, auth).routes(), *AcrRoutes(ctx, auth).routes(),
                 *TaskRoutes(ctx, auth, management, worker.wake).routes(), *management.routes()],
         exception_handlers={
             RegistryError: registry_error_handler,

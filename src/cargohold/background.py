@@ -10,6 +10,8 @@ from cargohold.events.record import WEBHOOK_JOB
 from cargohold.jobs.worker import Handler, JobWorker, WorkerSettings
 from cargohold.management.import_jobs import IMPORT_JOB, ImportRunner
 from cargohold.kernel.context import RegistryContext
+from cargohold.replication.copying import Replicator
+from cargohold.replication.regions import RegionStores
 from cargohold.security.master_key import Sealer
 from cargohold.tasks.runner import make_handlers
 
@@ -20,6 +22,9 @@ def build_worker(ctx: RegistryContext, sealer: Sealer, *, data_dir: Path | None 
     only that pool's runs and nothing else."""
     delivery = WebhookDelivery(ctx, sealer, DeliverySettings.from_env())
     handlers: dict[str, Handler] = {} if agent_pool else {WEBHOOK_JOB: delivery, IMPORT_JOB: ImportRunner(ctx, sealer)}
+    if not agent_pool:
+        replicator = Replicator(ctx, RegionStores(ctx.engine, sealer, ctx.region, ctx.store))
+        handlers.update(replicator.handlers())
     handlers.update(make_handlers(ctx, sealer, data_dir, agent_pool))
     worker = JobWorker(ctx, handlers, WorkerSettings.from_env(), housekeeping=[delivery.prune])
     return worker, delivery

@@ -34,17 +34,24 @@ class Settings:
     """Whether blob GETs from a cloud store answer with a redirect to a signed URL rather than the bytes."""
     egress_allow: tuple[str, ...] = ()
     """Exceptions to the outbound policy (`--egress-allow`): addresses, CIDR ranges, host names (kernel/egress.py)."""
+    region: str | None = None
+    """The geo-replication region this node serves; its store is that region's (see `replication`)."""
+    read_through: bool = False
+    """Serve a blob this region lacks from another region's store rather than hide the manifest until the copy
+    arrives."""
 
     @classmethod
     def for_data_dir(cls, data_dir: Path, db_url: str | None = None, domain: str = DEFAULT_DOMAIN,
                      storage_url: str | None = None, run_worker: bool = True,
-                     redirect_downloads: bool = True, egress_allow: tuple[str, ...] = ()) -> Settings:
+                     redirect_downloads: bool = True, egress_allow: tuple[str, ...] = (),
+                     region: str | None = None, read_through: bool = False) -> Settings:
         data_dir = data_dir.resolve()
         remembered = _remembered(data_dir)
         return cls(data_dir=data_dir, db_url=db_url or remembered.get("dbUrl") or sqlite_url(data_dir),
                    domain=domain.lower().strip("."), storage_url=storage_url or remembered.get("storageUrl"),
                    run_worker=run_worker, redirect_downloads=redirect_downloads,
-                   egress_allow=tuple(egress_allow))
+                   egress_allow=tuple(egress_allow),
+                   region=region.strip().lower() if region else None, read_through=read_through)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -54,14 +61,18 @@ class Settings:
                                 os.environ.get(f"{ENV_PREFIX}STORAGE_URL") or None,
                                 os.environ.get(f"{ENV_PREFIX}RUN_WORKER", "true") == "true",
                                 os.environ.get(f"{ENV_PREFIX}BLOB_DOWNLOADS", "redirect") != "proxy",
-                                tuple(parse_allow_list(os.environ.get(f"{ENV_PREFIX}EGRESS_ALLOW", ""))))
+                                tuple(parse_allow_list(os.environ.get(f"{ENV_PREFIX}EGRESS_ALLOW", ""))),
+                                os.environ.get(f"{ENV_PREFIX}REGION") or None,
+                                os.environ.get(f"{ENV_PREFIX}READ_THROUGH", "false") == "true")
 
     def to_env(self) -> dict[str, str]:
         return {f"{ENV_PREFIX}DATA_DIR": str(self.data_dir), f"{ENV_PREFIX}DB_URL": self.db_url,
                 f"{ENV_PREFIX}DOMAIN": self.domain, f"{ENV_PREFIX}STORAGE_URL": self.storage_url or "",
                 f"{ENV_PREFIX}RUN_WORKER": "true" if self.run_worker else "false",
                 f"{ENV_PREFIX}BLOB_DOWNLOADS": "redirect" if self.redirect_downloads else "proxy",
-                f"{ENV_PREFIX}EGRESS_ALLOW": ",".join(self.egress_allow)}
+                f"{ENV_PREFIX}EGRESS_ALLOW": ",".join(self.egress_allow),
+                f"{ENV_PREFIX}REGION": self.region or "",
+                f"{ENV_PREFIX}READ_THROUGH": "true" if self.read_through else "false"}
 
     def remember_backends(self) -> None:
         """Record a database or store other than the defaults in the data directory."""

@@ -24,6 +24,8 @@ class Delivery:
     """time.time() when the request was read."""
     status: int
     """What the receiver answered."""
+    note: Any = None
+    """What `Receiver.inspect` returned for this request, called as it arrived."""
 
     @property
     def event(self) -> dict[str, Any]:
@@ -39,6 +41,8 @@ class Receiver:
         self._deliveries: list[Delivery] = []
         self._scripts: dict[str | None, deque[int]] = {}
         self.delay = 0.0
+        self.inspect: Callable[[bytes], Any] | None = None
+        """Called with each body as it arrives (say, to look at a store at the moment of delivery)."""
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -47,13 +51,14 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 received_at = time.time()
+                note = receiver.inspect(body) if receiver.inspect is not None else None
                 status = receiver._next_status(self.path)
                 if receiver.delay:
                     time.sleep(receiver.delay)
                 answer = json.dumps({"received": len(body)} if status < 300 else {"error": "scripted"}).encode()
                 with receiver._changed:
                     receiver._deliveries.append(Delivery(self.path, {k.lower(): v for k, v in self.headers.items()},
-                                                         body, received_at, status))
+                                                         body, received_at, status, note))
                     receiver._changed.notify_all()
                 try:
                     self.send_response(status)

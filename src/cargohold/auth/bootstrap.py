@@ -35,12 +35,13 @@ class BootstrapResult:
     credentials_file: Path | None
 
 
-def bootstrap(engine: Engine, sealer: Sealer, data_dir: Path, registry_name: str, login_server: str) -> BootstrapResult:
+def bootstrap(engine: Engine, sealer: Sealer, data_dir: Path, registry_name: str, login_server: str,
+              location: str | None = None) -> BootstrapResult:
     credentials_file: Path | None = None
     with write_transaction(engine) as conn:
         lock_name(conn, "bootstrap")
         if conn.execute(select(func.count()).select_from(registries)).scalar_one() == 0:
-            registry = create_registry(conn, registry_name, login_server)
+            registry = create_registry(conn, registry_name, login_server, location)
             ensure_system_scope_maps(conn, registry.id)
             keys.create_key(conn, sealer, registry.id)
         if conn.execute(select(signing_keys.c.kid).where(signing_keys.c.registry_id.is_(None))).first() is None:

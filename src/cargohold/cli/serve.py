@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import sys
 from enum import Enum
 from pathlib import Path
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
 SERVER_ENVIRONMENT = {"MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
 """glibc gives every thread that allocates its own malloc arena and rarely returns their memory; with a
 thread pool moving 8 MiB batches that inflated the server's RSS several times over. Two arenas suffice."""
+
+
+_LOCATION = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 class ServerKind(str, Enum):
@@ -55,6 +59,12 @@ def serve(
         help="Let webhooks and imports reach this address, CIDR range or host name (*.domain for every name "
              "below it) although the outbound policy refuses it (loopback, private, link-local...). Repeatable; "
              "also CARGOHOLD_EGRESS_ALLOW (comma-separated).")] = None,
+    region: Annotated[str | None, typer.Option(
+        help="Geo-replication: the region (location) this node serves; --storage-url is that region's store, "
+             "registered for every node to copy to and from. See docs/geo-replication.md.")] = None,
+    read_through: Annotated[bool, typer.Option(
+        help="With --region: serve blobs this region lacks yet from another region's store instead of hiding "
+             "an image until it is complete here.")] = False,
 ) -> None:
     """Run the registry. With no options: SQLite and a filesystem store under ./data, HTTP on 127.0.0.1:5000."""
     from cargohold.config import Settings
@@ -62,7 +72,9 @@ def serve(
     if blob_downloads not in ("redirect", "proxy"):
         raise typer.BadParameter("redirect or proxy", param_hint="--blob-downloads")
     settings = Settings.for_data_dir(data_dir, db_url, domain, storage_url, worker, blob_downloads == "redirect",
-                                     egress_allow_option(egress_allow))
+                                     egress_allow_option(egress_allow), region, read_through)
+    if region is not None and not _LOCATION.match(settings.region or ""):
+        raise typer.BadParameter("a location name such as westeurope", param_hint="--region")
     if not settings.data_dir.exists():
         settings.data_dir.mkdir(parents=True, mode=0o700)
     cert, key, ca = _tls_files(settings, host, tls, tls_cert, tls_key)
@@ -80,9 +92,11 @@ def serve(
     upgrade(settings.db_url)
     engine = make_engine(settings.db_url)
     started = bootstrap(engine, load_sealer(settings.data_dir), settings.data_dir, registry_name,
-                        f"{registry_name}.{domain}".lower())
+                        f"{registry_name}.{domain}".lower(), settings.region)
     if tls is not None and "." not in settings.domain:
         _cover_login_servers(settings, host, engine)
+    if settings.region is not None:
+        _register_region(engine, settings)
     engine.dispose()
     if started.credentials_file is not None:
         typer.echo(f"created an Owner service principal; its credentials are in {started.credentials_file}", err=True)
@@ -110,6 +124,18 @@ def egress_allow_option(given: list[str] | None) -> tuple[str, ...]:
         return tuple(EgressPolicy.from_allow_list(entries).allow_list)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--egress-allow") from None
+
+
+def _register_region(engine: Engine, settings: Settings) -> None:
+    """Record this node's region and its store, so every node can copy into and out of it."""
+    from cargohold.blobs.factory import store_from_url
+    from cargohold.replication.regions import register_serving_region, store_record
+    from cargohold.security.master_key import load_sealer
+
+    assert settings.region is not None
+    register_serving_region(engine, load_sealer(settings.data_dir), settings.region,
+                            store_from_url(settings.storage_url, settings.blob_root),
+                            store_record(settings.storage_url or "", settings.blob_root))
 
 
 def _check_store(settings: Settings) -> None:

@@ -27,13 +27,16 @@ def worker(
              "(repeatable; also CARGOHOLD_EGRESS_ALLOW, comma-separated). See `serve --help`.")] = None,
     agent_pool: Annotated[str | None, typer.Option(help="Run only the ACR Tasks runs of this agent pool "
                                                         "(and no other jobs).")] = None,
+    region: Annotated[str | None, typer.Option(help="Geo-replication: the region whose store --storage-url is "
+                                                    "(copies then read from it first).",
+                                               envvar="CARGOHOLD_REGION")] = None,
 ) -> None:
     """Run the job queue until interrupted (SIGINT or SIGTERM finish the running jobs first)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     allow = egress_allow_option(egress_allow)
-    asyncio.run(_run(Settings.for_data_dir(data_dir, db_url, storage_url=storage_url, egress_allow=allow),
-                     agent_pool))
+    asyncio.run(_run(Settings.for_data_dir(data_dir, db_url, storage_url=storage_url, egress_allow=allow,
+                                           region=region), agent_pool))
 
 
 async def _run(settings: Settings, agent_pool: str | None) -> None:

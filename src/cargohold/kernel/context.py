@@ -16,6 +16,7 @@ from cargohold.blobs.store import BlobStore
 from cargohold.db.engine import ChangeListener, change_counter, local_writes, reads_inline
 from cargohold.kernel.clock import utcnow
 from cargohold.kernel.egress import EgressPolicy
+from cargohold.oci.digest import Digest
 
 __all__ = ["FreshCache", "RegistryContext", "utcnow"]
 
@@ -32,6 +33,11 @@ class RegistryContext:
     """Answer blob GETs from a cloud store with a redirect to a signed URL (as ACR does), or stream them."""
     egress: EgressPolicy = field(default_factory=EgressPolicy)
     """Where the server may connect when a tenant chose the URL (webhooks, imports); see kernel/egress.py."""
+    region: str | None = None
+    """The region this node serves (geo-replication): `store` is that region's; None outside geo-replication."""
+    read_through: Callable[[Digest], BlobStore | None] | None = None
+    """Where to read a blob this region's store lacks yet (another region's store), when the node is allowed to
+    fall back; None: a region serves only what it holds, and a manifest is visible once it is complete here."""
     _loop_connection: Connection | None = field(default=None, init=False, repr=False)
     _listener: ChangeListener | None = field(default=None, init=False, repr=False)
     cache: FreshCache = field(init=False, repr=False)

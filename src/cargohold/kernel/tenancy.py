@@ -36,14 +36,14 @@ _ALL = select(*_COLUMNS).order_by(registries.c.id).limit(2)
 _BY_LOGIN_SERVER = select(*_COLUMNS).where(registries.c.login_server == bindparam("host"))
 
 
-def create_registry(conn: Connection, name: str, login_server: str) -> RegistryRecord:
+def create_registry(conn: Connection, name: str, login_server: str, location: str | None = None) -> RegistryRecord:
     if not REGISTRY_NAME.match(name):
         raise RegistryError("NAME_INVALID", "registry names are 5-50 alphanumeric characters", 400, {"name": name})
     now = utcnow()
     conn.execute(insert(registries).values(
         name=name.lower(), login_server=login_server.lower(), anonymous_pull_enabled=False, admin_user_enabled=False,
         public_network_access=True, network_default_action="Allow", created_at=now, updated_at=now,
-        sku=BOOTSTRAP_SKU))
+        sku=BOOTSTRAP_SKU, **({"location": location} if location else {})))
     found = find_registry(conn, name)
     assert found is not None
     return found
@@ -62,10 +62,34 @@ def resolve_registry(conn: Connection, host: str | None) -> RegistryRecord:
             row = conn.execute(_BY_LOGIN_SERVER, {"host": candidate}).first()
             if row is not None:
                 return RegistryRecord(*row)
+        regional = _regional_registry(conn, bare)
+        if regional is not None:
+            return regional
     rows = conn.execute(_ALL).all()
     if len(rows) == 1 and not _names_another_registry(host, RegistryRecord(*rows[0])):
         return RegistryRecord(*rows[0])
     raise RegistryError("NAME_UNKNOWN", "no registry answers on this host name", 404, {"host": (host or "")[:255]})
+
+
+def _regional_registry(conn: Connection, bare: str) -> RegistryRecord | None:
+    """A replica's own endpoint, `<name>.<region>.<domain>` (geo-replication): the registry, if it lives in that
+    region (home, or a replication with `regionEndpointEnabled`)."""
+    name, _, rest = bare.partition(".")
+    region, _, domain = rest.partition(".")
+    if not (name and region and domain):
+        return None
+    row = conn.execute(_BY_LOGIN_SERVER, {"host": f"{name}.{domain}"}).first()
+    if row is None:
+        return None
+    record = RegistryRecord(*row)
+    if conn.execute(select(registries.c.location).where(registries.c.id == record.id)).scalar_one() == region:
+        return record
+    replicas = registries.metadata.tables.get("replications")
+    if replicas is None:
+        return None
+    enabled = conn.execute(select(replicas.c.region_endpoint_enabled).where(
+        replicas.c.registry_id == record.id, replicas.c.location == region)).scalar_one_or_none()
+    return record if enabled else None
 
 
 def _names_another_registry(host: str | None, only: RegistryRecord) -> bool:

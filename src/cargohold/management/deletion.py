@@ -19,6 +19,7 @@ from cargohold.blobs.store import BlobStore
 from cargohold.db.engine import lock_digest
 from cargohold.db.tables import blobs, registries, repositories, repository_blobs, uploads
 from cargohold.oci.digest import Digest
+from cargohold.replication.copying import blobs_deleted
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ def delete_registry(conn: Connection, store: BlobStore, registry_pk: int) -> Del
         batch = orphans[start:start + 500]
         freed += sum(conn.execute(select(blobs.c.size).where(blobs.c.digest.in_(batch))).scalars())
         conn.execute(delete(blobs).where(blobs.c.digest.in_(batch)))
+    blobs_deleted(conn, orphans, None)
     for digest in orphans:
         store.delete(Digest.parse(digest))
     return DeletedRegistry(repository_count, len(orphans), int(freed), upload_ids)

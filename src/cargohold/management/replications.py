@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
@@ -18,6 +18,9 @@ from cargohold.management.fields import boolean, choice, iso, tags_of
 from cargohold.management.resources import REGISTRY_TYPE, Registry
 from cargohold.management.tables import replications
 from cargohold.kernel.clock import utcnow
+from cargohold.replication.copying import enqueue_backfill, enqueue_release
+from cargohold.replication.regions import registered_regions
+from cargohold.replication.status import RegionStatus, region_status
 
 REPLICATION_TYPE = f"{REGISTRY_TYPE}/replications"
 REPLICATION_NAME = re.compile(r"^[a-zA-Z0-9]{5,50}$")
@@ -33,6 +36,8 @@ class Replication:
     zone_redundancy: str
     tags: dict[str, str]
     created_at: Any
+    status: RegionStatus | None = None
+    """How far the region's copies are behind (geo-replication); filled in when read."""
 
 
 def _from_row(row: Row[Any]) -> Replication:
@@ -43,7 +48,7 @@ def _from_row(row: Row[Any]) -> Replication:
 def list_replications(conn: Connection, registry: Registry) -> list[Replication]:
     rows = conn.execute(select(replications).where(replications.c.registry_id == registry.id)
                         .order_by(replications.c.name))
-    return [_from_row(row) for row in rows]
+    return [_with_status(conn, registry, _from_row(row)) for row in rows]
 
 
 def get_replication(conn: Connection, registry: Registry, name: str) -> Replication:
@@ -51,7 +56,11 @@ def get_replication(conn: Connection, registry: Registry, name: str) -> Replicat
                                                   func.lower(replications.c.name) == name.lower())).first()
     if row is None:
         raise not_found("replication", name)
-    return _from_row(row)
+    return _with_status(conn, registry, _from_row(row))
+
+
+def _with_status(conn: Connection, registry: Registry, replica: Replication) -> Replication:
+    return replace(replica, status=region_status(conn, registry.id, replica.location))
 
 
 def put_replication(conn: Connection, registry: Registry, name: str, body: dict[str, Any]) -> tuple[Replication, bool]:
@@ -94,6 +103,8 @@ def create_replication(conn: Connection, registry: Registry, name: str, body: di
     except IntegrityError:
         raise ArmError(409, "ReplicationAlreadyExists",
                        f"The registry already has a replication in location '{location}'.") from None
+    if location in registered_regions(conn):
+        enqueue_backfill(conn, registry.id, location)
     return get_replication(conn, registry, name)
 
 
@@ -111,8 +122,24 @@ def update_replication(conn: Connection, registry: Registry, name: str, body: di
 
 
 def delete_replication(conn: Connection, registry: Registry, name: str) -> bool:
-    return bool(conn.execute(delete(replications).where(replications.c.registry_id == registry.id,
-                                                        func.lower(replications.c.name) == name.lower())).rowcount)
+    """Remove the replication; copying into its region stops and, after a grace, its copies are freed."""
+    try:
+        location = get_replication(conn, registry, name).location
+    except ArmError:
+        return False
+    conn.execute(delete(replications).where(replications.c.registry_id == registry.id,
+                                            func.lower(replications.c.name) == name.lower()))
+    enqueue_release(conn, registry.id, location)
+    return True
+
+
+def _status_json(replica: Replication) -> dict[str, Any]:
+    status = replica.status
+    found: dict[str, Any] = {"displayStatus": status.display if status else "Ready",
+                             "timestamp": iso(utcnow() if status else replica.created_at)}
+    if status is not None and status.message:
+        found["message"] = status.message
+    return found
 
 
 def replication_json(registry: Registry, replica: Replication) -> dict[str, Any]:
@@ -124,7 +151,7 @@ def replication_json(registry: Registry, replica: Replication) -> dict[str, Any]
         "tags": replica.tags,
         "properties": {
             "provisioningState": "Succeeded",
-            "status": {"displayStatus": "Ready", "timestamp": iso(replica.created_at)},
+            "status": _status_json(replica),
             "regionEndpointEnabled": replica.region_endpoint_enabled,
             "zoneRedundancy": replica.zone_redundancy,
         },

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.engine import Connection
 
-from cargohold.blobs.store import StoredBlob
+from cargohold.blobs.store import BlobStore, StoredBlob
 from cargohold.db.engine import insert_missing, lock_digest, write_transaction
 from cargohold.db.tables import blobs, repositories, repository_blobs
 from cargohold.oci.digest import Digest
@@ -30,11 +30,22 @@ def find_blob(conn: Connection, ref: RepositoryRef, digest: Digest) -> int:
     return int(row.size)
 
 
-def stored_blob(ctx: RegistryContext, digest: Digest) -> StoredBlob:
-    stored = ctx.store.stat(digest)
-    if stored is None:
-        raise blob_unknown(str(digest))
-    return stored
+def blob_source(ctx: RegistryContext, digest: Digest) -> tuple[BlobStore, StoredBlob]:
+    """The store to read a blob from: this region's, or (geo-replication with read-through) another region's
+    while the copy is on its way."""
+    try:
+        stored = ctx.store.stat(digest)
+    except OSError:
+        if ctx.read_through is None:
+            raise
+        stored = None
+    if stored is not None:
+        return ctx.store, stored
+    if ctx.read_through is not None:
+        other = ctx.read_through(digest)
+        if other is not None and (stored := other.stat(digest)) is not None:
+            return other, stored
+    raise blob_unknown(str(digest))
 
 
 def delete_blob(ctx: RegistryContext, ref: RepositoryRef, digest: Digest) -> None:

@@ -29,6 +29,7 @@ from cargohold.oci.manifest import Descriptor, ParsedManifest, parse_manifest
 from cargohold.oci.reference import validate_tag
 from cargohold.registry import locks
 from cargohold.kernel.context import RegistryContext, utcnow
+from cargohold.replication.webhooks import record_push
 from cargohold.registry.repositories import (
     RepositoryRef,
     ensure_repository,
@@ -97,10 +98,10 @@ def put_manifest(ctx: RegistryContext, ref: RepositoryRef, reference: str, body:
                 _store_manifest(conn, ref, digest, body, parsed, tag_names, platform)
                 chart = is_chart(parsed.config.media_type if parsed.config else None)
                 tag = tag_names[0] if tag_names else None
-                record_event(conn, ref.registry_id, CHART_PUSH if chart else PUSH, Target(
+                record_push(conn, ctx.region, ref.registry_id, CHART_PUSH if chart else PUSH, Target(
                     ref.name, tag, digest, parsed.media_type, len(body),
                     *((ref.name.rsplit("/", 1)[-1], tag) if chart else (None, None))),
-                    origin or RequestOrigin.internal("cargohold", "PUT"))
+                    origin or RequestOrigin.internal("cargohold", "PUT"), digest)
             break
         except IntegrityError:
             if attempt == WRITE_ATTEMPTS - 1:

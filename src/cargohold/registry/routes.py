@@ -37,6 +37,7 @@ from cargohold.registry.http import (
 from cargohold.registry.locks import disallowed
 from cargohold.registry.repositories import RepositoryRef
 from cargohold.registry.uploads import Uploads, UploadState, parse_content_range
+from cargohold.replication import presence
 
 DOWNLOAD_URL_SECONDS = 20 * 60
 """How long a redirect to a cloud store's signed URL stays usable: long enough to start a large layer."""
@@ -112,7 +113,7 @@ class RegistryRoutes:
         ref, _ = await self._repository(request, PULL)
         digest = digest_from(request.path_params["digest"])
         await self.ctx.read(blobs.find_blob, ref, digest)
-        stored = await self.ctx.run(blobs.stored_blob, self.ctx, digest)
+        store, stored = await self.ctx.run(blobs.blob_source, self.ctx, digest)
         etag = f'"{digest}"'
         ranges = byte_ranges(request.headers.get("range"), stored.size, request.headers.get("if-range"), etag)
         headers = {"Docker-Content-Digest": str(digest), "Accept-Ranges": "bytes", "ETag": etag,
@@ -123,10 +124,10 @@ class RegistryRoutes:
             return Response(None, 200, {**headers, "Content-Length": str(stored.size)},
                             media_type="application/octet-stream")
         if self.ctx.redirect_downloads:
-            url = await self.ctx.run(self.ctx.store.download_url, digest, DOWNLOAD_URL_SECONDS)
+            url = await self.ctx.run(store.download_url, digest, DOWNLOAD_URL_SECONDS)
             if url is not None:
                 return Response(None, 307, {"Location": url, "Docker-Content-Digest": str(digest)})
-        return proxied_blob(self.ctx.store, digest, stored.size, ranges, headers)
+        return proxied_blob(store, digest, stored.size, ranges, headers)
 
     async def delete_blob(self, request: Request) -> Response:
         ref, access = await self._repository(request, DELETE)
@@ -196,6 +197,9 @@ class RegistryRoutes:
                                          cost=_manifest_cost)
         if not found.readable:
             raise disallowed("the image is locked against reading")
+        if self.ctx.region is not None and self.ctx.read_through is None and not await self.ctx.cache.get(
+                ("complete", self.ctx.region, found.digest), presence.complete_in, found.digest, self.ctx.region):
+            raise manifest_unknown(reference)
         if not manifests.accepts(",".join(request.headers.getlist("accept")), found.media_type):
             raise manifest_unknown(reference)
         headers = {"Docker-Content-Digest": found.digest, "ETag": f'"{found.digest}"', **API_VERSION}

@@ -32,6 +32,7 @@ from cargohold.oci.errors import (
 )
 from cargohold.registry import locks
 from cargohold.registry.blobs import link_blob
+from cargohold.replication.copying import blob_committed
 from cargohold.kernel.context import RegistryContext, utcnow
 from cargohold.registry.repositories import RepositoryRef, ensure_repository, find_repository_id, is_repository
 
@@ -231,6 +232,7 @@ class Uploads:
                 repository_id = ensure_repository(conn, ref, utcnow())
                 locks.check_repository_writable(conn, repository_id)
                 link_blob(conn, repository_id, digest, size)
+                blob_committed(conn, ref.registry_id, str(digest), self.ctx.region)
             conn.execute(delete(uploads).where(uploads.c.id == upload_id))
         if vanished:
             self._hashes.drop(upload_id)

@@ -5,6 +5,7 @@ import cargohold.auth.tables
 import cargohold.events.tables
 import cargohold.jobs.tables
 import cargohold.management.tables
+import cargohold.replication.tables
 import cargohold.tasks.tables  # noqa: F401
 from cargohold.db.engine import make_engine
 from cargohold.db.tables import metadata
