@@ -1,7 +1,7 @@
 """geo-replication: regions, blob locations, regional pushes
 
-Revision ID: 0003_replication
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-29 11:00:00
 """
 import sqlalchemy as sa
