@@ -281,7 +281,7 @@ class Execution:
                 raise source.SourceError(f"the uploaded source {spec.source_location} is gone")
         self.log.line(f"Source: {spec.source_location or '(none)'}")
         return await source.materialize(self.ctx.store, found, spec.source_location
-                                        if found is None else None, self.workspace.context)
+                                        if found is None else None, self.workspace.context, self.ctx.egress)
 
     def _hosts(self, plan: Plan, context: Path, target: Target) -> set[str]:
         """The registries the run names: its own, those of its images and of its Dockerfiles' FROM lines."""

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import insert, select, update
@@ -26,6 +27,7 @@ from sqlalchemy.engine import Connection
 
 from cargohold.blobs.store import BlobStore
 from cargohold.kernel.clock import utcnow
+from cargohold.kernel.egress import EgressPolicy, EgressRefused
 from cargohold.oci.digest import Digest
 from cargohold.tasks.dockerignore import IgnoreRules
 from cargohold.tasks.tables import build_sources
@@ -86,8 +88,10 @@ def is_git(location: str) -> bool:
     return base.startswith("git@") or base.endswith(".git") or "://github.com/" in base or "/_git/" in base
 
 
-async def materialize(store: BlobStore, source: BuildSource | None, location: str | None, into: Path) -> Path:
-    """Fill `into` with the context and return the directory the build starts from."""
+async def materialize(store: BlobStore, source: BuildSource | None, location: str | None, into: Path,
+                      egress: EgressPolicy) -> Path:
+    """Fill `into` with the context and return the directory the build starts from. Remote sources are
+    fetched only where the outbound policy allows."""
     into.mkdir(parents=True, exist_ok=True)
     if source is not None:
         if source.digest is None:
@@ -102,10 +106,10 @@ async def materialize(store: BlobStore, source: BuildSource | None, location: st
     if is_git(location):
         url, _, fragment = location.partition("#")
         branch, _, subdir = fragment.partition(":")
-        await clone_git(url, branch or None, into)
+        await clone_git(url, branch or None, into, egress)
         return _inside(into, subdir)
     archive = into.parent / "context.download"
-    await fetch_url(location, archive)
+    await fetch_url(location, archive, egress)
     await asyncio.to_thread(unpack, archive, into)
     archive.unlink(missing_ok=True)
     return into
@@ -124,11 +128,13 @@ def _copy_blob(store: BlobStore, digest: str, path: Path) -> None:
             handle.write(piece)
 
 
-async def fetch_url(url: str, path: Path) -> None:
-    """Download a tarball context (at most the context limit)."""
+async def fetch_url(url: str, path: Path, egress: EgressPolicy) -> None:
+    """Download a tarball context (at most the context limit); every connection, redirects included, is
+    checked by the outbound policy."""
     limit = max_context_bytes()
     try:
-        async with httpx.AsyncClient(follow_redirects=True, timeout=60) as client:
+        async with httpx.AsyncClient(transport=egress.async_transport(), follow_redirects=True,
+                                     timeout=60) as client:
             async with client.stream("GET", url) as response:
                 if response.status_code != 200:
                     raise SourceError(f"downloading {url} answered {response.status_code}")
@@ -139,22 +145,54 @@ async def fetch_url(url: str, path: Path) -> None:
                         if written > limit:
                             raise SourceError(f"the tarball at {url} is larger than {limit} bytes")
                         handle.write(piece)
+    except EgressRefused as exc:
+        raise SourceError(f"downloading {url} was refused by the outbound policy: {exc}") from None
     except httpx.HTTPError as exc:
         raise SourceError(f"downloading {url} failed: {exc}") from None
 
 
-async def clone_git(url: str, branch: str | None, into: Path) -> None:
+async def clone_git(url: str, branch: str | None, into: Path, egress: EgressPolicy) -> None:
     """A shallow clone with the git CLI (a full one where the server cannot do shallow, as dumb HTTP cannot);
-    credentials, if any, are in the URL."""
+    credentials, if any, are in the URL. The host is resolved and checked by the outbound policy first, and git
+    is pinned to the checked address (`http.curloptResolve`) with redirects off, so DNS cannot change the
+    answer between the check and the connection."""
+    pinning = await asyncio.to_thread(_pin_git_host, url, egress)
     try:
-        await _git_clone(url, branch, into, shallow=True)
+        await _git_clone(url, branch, into, pinning, shallow=True)
     except SourceError:
         shutil.rmtree(into, ignore_errors=True)
-        await _git_clone(url, branch, into, shallow=False)
+        await _git_clone(url, branch, into, pinning, shallow=False)
 
 
-async def _git_clone(url: str, branch: str | None, into: Path, *, shallow: bool) -> None:
-    args = ["git", "clone", "--quiet", *(["--depth", "1"] if shallow else [])]
+def _pin_git_host(url: str, egress: EgressPolicy) -> list[str]:
+    """git `-c` options that pin an http(s) remote to an address the policy allows; other transports (git://,
+    ssh) are checked by name, which is as far as the git CLI lets us go."""
+    scp_like = re.match(r"^[\w.-]+@([^:/]+):", url)
+    if scp_like:
+        host, scheme, port = scp_like.group(1), "ssh", 22
+    else:
+        parsed = urlsplit(url)
+        host, scheme = parsed.hostname or "", parsed.scheme
+        try:
+            port = parsed.port or {"https": 443, "http": 80, "git": 9418, "ssh": 22}.get(scheme, 0)
+        except ValueError:
+            raise SourceError(f"the git URL {url} has an invalid port") from None
+    if not host or scheme not in ("https", "http", "git", "ssh"):
+        raise SourceError(f"the git URL {url} is not an http(s), git or ssh address")
+    try:
+        addresses = egress.resolve(host, port)
+    except EgressRefused as exc:
+        raise SourceError(f"cloning {url} was refused by the outbound policy: {exc}") from None
+    except OSError:
+        raise SourceError(f"the git host {host} does not resolve") from None
+    if scheme not in ("https", "http"):
+        return []
+    shown = f"[{addresses[0]}]" if ":" in addresses[0] else addresses[0]
+    return ["-c", f"http.curloptResolve={host}:{port}:{shown}", "-c", "http.followRedirects=false"]
+
+
+async def _git_clone(url: str, branch: str | None, into: Path, pinning: list[str], *, shallow: bool) -> None:
+    args = ["git", *pinning, "clone", "--quiet", *(["--depth", "1"] if shallow else [])]
     if branch:
         args += ["--branch", branch]
     process = await asyncio.create_subprocess_exec(
