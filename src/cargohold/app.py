@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -21,6 +20,9 @@ from cargohold.db.engine import make_engine
 from cargohold.management.routes import ManagementRoutes
 from cargohold.oci.errors import RegistryError
 from cargohold.kernel.context import RegistryContext
+from cargohold.observability import logs, metrics
+from cargohold.observability.middleware import ObservabilityMiddleware
+from cargohold.observability.settings import ObservabilitySettings
 from cargohold.registry.http import http_error_handler, registry_error_handler, unexpected_error_handler
 from cargohold.registry.routes import RegistryRoutes
 from cargohold.security.master_key import load_sealer
@@ -32,7 +34,9 @@ def build_context(settings: Settings) -> RegistryContext:
                            redirect_downloads=settings.redirect_downloads)
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, observability: ObservabilitySettings | None = None) -> ObservabilityMiddleware:
+    """The registry's routes inside the observability layer (request ids, metrics, health endpoints)."""
+    observability = observability or ObservabilitySettings.from_env()
     ctx = build_context(settings)
     audit = AuditLog(ctx.engine)
     auth = AuthService(ctx, load_sealer(settings.data_dir), audit)
@@ -49,7 +53,7 @@ def create_app(settings: Settings) -> Starlette:
             await delivery.close()
         audit.flush()
 
-    return Starlette(
+    starlette = Starlette(
         routes=[*AuthRoutes(auth).routes(), *RegistryRoutes(ctx, auth).routes(), *AcrRoutes(ctx, auth).routes(),
                 *ManagementRoutes(ctx, auth, settings.domain, worker.wake).routes()],
         exception_handlers={
@@ -59,10 +63,11 @@ def create_app(settings: Settings) -> Starlette:
         },
         lifespan=lifespan,
     )
+    return ObservabilityMiddleware(starlette, ctx, observability,
+                                   metrics.install() if observability.metrics else None)
 
 
-def create_app_from_env() -> Starlette:
+def create_app_from_env() -> ObservabilityMiddleware:
     """Factory for server workers: the settings come from the environment `serve` prepared."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logs.configure()
     return create_app(Settings.from_env())

@@ -24,10 +24,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--key", type=Path)
     parser.add_argument("--kind", choices=["granian", "uvicorn"], default="granian")
     args = parser.parse_args(argv)
+    _start_metrics_listener()
     if args.kind == "granian":
         run_granian(args.host, args.port, args.workers, args.cert, args.key)
     else:
         run_uvicorn(args.host, args.port, args.workers, args.cert, args.key)
+
+
+def _start_metrics_listener() -> None:
+    """With `--metrics-port`, this (supervisor) process answers /metrics on that port."""
+    if os.environ.get("CARGOHOLD_METRICS", "on") == "off" or not os.environ.get("CARGOHOLD_METRICS_PORT"):
+        return
+    from cargohold.observability import listener
+    from cargohold.observability.settings import ObservabilitySettings
+
+    listener.start(ObservabilitySettings.from_env())
 
 
 def run_granian(host: str, port: int, workers: int, cert: Path | None, key: Path | None) -> None:

@@ -12,7 +12,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy import delete, insert, select
@@ -24,6 +24,7 @@ from cargohold.jobs.queue import Job, pending_payloads
 from cargohold.jobs.worker import JobFailed
 from cargohold.management.tables import webhooks
 from cargohold.kernel.context import RegistryContext, utcnow
+from cargohold.observability import metrics
 from cargohold.security.master_key import Sealer
 
 EXCERPT = 4096
@@ -55,6 +56,7 @@ class _Owed:
     service_uri: str
     headers: dict[str, str]
     body: str
+    created_at: datetime | None = None
 
 
 class WebhookDelivery:
@@ -79,6 +81,9 @@ class WebhookDelivery:
             error = (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)[:500]
         duration_ms = int((time.perf_counter() - started) * 1000)
         await self.ctx.run(self._record, job, event_id, webhook_id, owed, headers, response, error, duration_ms)
+        if response is not None and 200 <= response.status_code < 300 and owed.created_at is not None:
+            created = owed.created_at if owed.created_at.tzinfo else owed.created_at.replace(tzinfo=UTC)
+            metrics.webhook_delivered((utcnow() - created).total_seconds())
         if response is None or not 200 <= response.status_code < 300:
             raise JobFailed(error or f"the webhook answered {response.status_code if response else '?'}",
                             retry_after=self.settings.backoff(job.attempt))
@@ -93,13 +98,13 @@ class WebhookDelivery:
         with self.ctx.engine.connect() as conn:
             hook = conn.execute(select(webhooks.c.callback_sealed, webhooks.c.registry_id)
                                 .where(webhooks.c.id == webhook_id)).first()
-            event = conn.execute(select(events.c.payload, events.c.registry_id)
+            event = conn.execute(select(events.c.payload, events.c.registry_id, events.c.created_at)
                                  .where(events.c.id == event_id)).first()
         if hook is None or event is None or hook.registry_id != event.registry_id:
             return None
         sealed, body = hook.callback_sealed, event.payload
         callback = json.loads(self.sealer.unseal(sealed))
-        return _Owed(callback["serviceUri"], callback["customHeaders"], body)
+        return _Owed(callback["serviceUri"], callback["customHeaders"], body, event.created_at)
 
     def _record(self, job: Job, event_id: int, webhook_id: int, owed: _Owed, headers: dict[str, str],
                 response: httpx.Response | None, error: str | None, duration_ms: int) -> None:

@@ -91,6 +91,9 @@ class FreshCache:
         self._generation: int | None = None
         self._entries: dict[Hashable, object] = {}
         self._spent = 0
+        self.hits = 0
+        self.misses = 0
+        """Lookups answered and not answered from the cache since start (read by the metrics)."""
 
     def refresh(self) -> None:
         """Drop every entry if the metadata changed since they were read."""
@@ -120,7 +123,15 @@ class FreshCache:
         """The cached value, or `_MISSING`."""
         if self._generation is None:
             self.refresh()
-        return self._entries.get(key, _MISSING)
+        found = self._entries.get(key, _MISSING)
+        if found is _MISSING:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return found
+
+    def size(self) -> int:
+        return len(self._entries)
 
     def store(self, key: Hashable, value: object, cost: int = 0) -> None:
         """Keep a value computed elsewhere (say, off the event loop) until the metadata changes."""
