@@ -31,6 +31,8 @@ DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
                     float("inf"))
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, float("inf"))
 FLUSH_SECONDS = 1.0
+REPORTED_KINDS = ("webhook", "import")
+"""Job kinds reported even when idle (0), so dashboards have a series; other kinds appear while they have jobs."""
 _LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
 
 _active: Metrics | None = None
@@ -218,7 +220,9 @@ class DatabaseCollector:
             yield up
             return
         up.add_metric([], 1)
-        for kind, count, created in rows:
+        found = {kind: (count, created) for kind, count, created in rows}
+        for kind in sorted(set(REPORTED_KINDS) | set(found)):
+            count, created = found.get(kind, (0, None))
             depth.add_metric([kind], count)
             oldest.add_metric([kind], max(0.0, (now - created).total_seconds()) if created else 0.0)
         uploads.add_metric([], open_uploads)
