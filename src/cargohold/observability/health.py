@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -50,6 +51,11 @@ async def _bounded(ctx: RegistryContext, check: object) -> str | None:
 
 
 def _check_database(ctx: RegistryContext) -> None:
+    url = ctx.engine.url
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        # Open SQLite connections keep reading a file that was deleted or moved: look at the path itself.
+        if not Path(url.database).is_file():
+            raise FileNotFoundError(f"the database file {url.database} is missing")
     with ctx.engine.connect() as conn:
         conn.execute(select(registries.c.id).limit(1)).all()
 
