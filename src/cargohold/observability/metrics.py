@@ -31,6 +31,9 @@ DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
                     float("inf"))
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, float("inf"))
 FLUSH_SECONDS = 1.0
+AUTH_FAILURE_REASONS = ("no_credentials", "invalid_token", "insufficient_scope", "network_rule", "bad_credentials",
+                        "throttled")
+"""Reasons reported from the start (at 0); see `cargohold.auth.service.failure_reason`."""
 REPORTED_KINDS = ("webhook", "import")
 """Job kinds reported even when idle (0), so dashboards have a series; other kinds appear while they have jobs."""
 _LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
@@ -82,6 +85,10 @@ class Metrics:
                                       multiprocess_mode="livesum")
         self.pool_size = Gauge("cargohold_db_pool_size", "Database connections the pools hold open.",
                                multiprocess_mode="livesum")
+        for reason in AUTH_FAILURE_REASONS:
+            self.auth_failures.labels(reason)
+        for result in ("hit", "miss"):
+            self.cache_lookups.labels(result)
         self._upper = DURATION_BUCKETS
         self._width = len(DURATION_BUCKETS)
         self._pending: dict[tuple[str, str, int], list[float]] = {}

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""What the Prometheus metrics cost on the hot path, for docs/benchmarks.md ("Metrics overhead").
+
+    .venv/bin/python bench/metrics_cost.py [--rounds 5] [--duration 10] [--warmup 2] [--json out.json]
+
+One run starts two `cargohold serve` processes on scratch data directories, one as shipped (metrics on) and
+one with `--no-metrics`, pushes the same small image to both (as `bench/image:latest`, anonymous pull enabled
+as in bench/run.py), and then loads manifest GET by tag with `wrk -t2 -c32` (the bench/run.py row) on each in
+turn, alternating which goes first, `--rounds` times. Only the server under load is busy; the other one
+idles. It reports req/s of every run, the median and spread of each variant, and the cost as
+1 - median(on) / median(off), plus the same ratio within each round (the pairs ran back to back, so they saw
+the most similar machine). After the last round it scrapes /metrics of the metrics-on server and checks that
+the series of docs/operations.md are there and that the manifest GET count matches what wrk sent. It also
+notes each server's startup time and the RSS of its process tree after the load.
+
+Every process it starts runs in its own session and is stopped by process group at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness.cluster import Node, cargohold_argv, read_credentials, start_node
+from harness.measure import MANIFEST_ACCEPT, LoadResult, run_wrk, write_wrk_script
+from harness.oci import RegistryClient, make_small_image
+from harness.procs import raise_on_sigterm, tree_rss_bytes
+from harness.sysinfo import machine_info
+
+REPOSITORY, TAG = "bench/image", "latest"
+EXPECTED_SERIES = (
+    "cargohold_http_request_duration_seconds_bucket", "cargohold_http_request_duration_seconds_count",
+    "cargohold_http_request_bytes_total", "cargohold_http_response_bytes_total", "cargohold_auth_failures_total",
+    "cargohold_uploads_in_flight", "cargohold_upload_sessions_open", "cargohold_jobs_queued",
+    "cargohold_jobs_oldest_age_seconds", "cargohold_webhook_delivery_lag_seconds_count",
+    "cargohold_cache_lookups_total", "cargohold_cache_entries", "cargohold_db_pool_checked_out",
+    "cargohold_db_pool_size", "cargohold_metrics_database_up",
+)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def prepare(node: Node, data_dir: Path) -> None:
+    credentials = read_credentials(data_dir)
+    with RegistryClient(node.base_url, auth=credentials) as client:
+        client.push_small_image(REPOSITORY, make_small_image(), TAG)
+    subprocess.run([*cargohold_argv(), "update", "--data-dir", str(data_dir), "--anonymous-pull-enabled", "true"],
+                   check=True, capture_output=True, timeout=120)
+
+
+def load(node: Node, script: Path, duration: int, warmup: int) -> LoadResult:
+    url = f"{node.base_url}/v2/{REPOSITORY}/manifests/{TAG}"
+    if warmup:
+        run_wrk(url, script, warmup, 32, 2)
+    return run_wrk(url, script, duration, 32, 2)
+
+
+def scrape(node: Node) -> str:
+    response = httpx.get(f"{node.base_url}/metrics", timeout=30)
+    response.raise_for_status()
+    return response.text
+
+
+def manifest_gets(text: str) -> float:
+    pattern = re.compile(r'^cargohold_http_request_duration_seconds_count\{(.*)\} (\S+)$', re.MULTILINE)
+    return sum(float(value) for labels, value in pattern.findall(text)
+               if 'route="/v2/{name:path}/manifests/{reference}"' in labels and 'method="GET"' in labels
+               and 'status="200"' in labels)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=int, default=10, help="seconds of wrk per measured run")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of wrk before each measured run")
+    parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    args = parser.parse_args(argv)
+    raise_on_sigterm()
+    scratch = Path(tempfile.mkdtemp(prefix="cargohold-metrics-cost-"))
+    nodes: dict[str, Node] = {}
+    try:
+        for variant, extra in (("on", []), ("off", ["--no-metrics"])):
+            data_dir = scratch / variant / "data"
+            data_dir.parent.mkdir(parents=True)
+            nodes[variant] = start_node(f"metrics-{variant}", data_dir.parent, data_dir, None, extra_args=extra)
+            prepare(nodes[variant], data_dir)
+            log(f"metrics {variant}: ready after {nodes[variant].startup_s:.2f}s on {nodes[variant].base_url}")
+        script = write_wrk_script(scratch / "get.lua", "GET", MANIFEST_ACCEPT, None)
+        runs: dict[str, list[float]] = {"on": [], "off": []}
+        sent_to_on = 0
+        for round_index in range(args.rounds):
+            order = ("on", "off") if round_index % 2 == 0 else ("off", "on")
+            for variant in order:
+                result = load(nodes[variant], script, args.duration, args.warmup)
+                if result.bad_responses or result.socket_errors:
+                    raise RuntimeError(f"metrics {variant}: {result.bad_responses} bad responses, "
+                                       f"{result.socket_errors} socket errors")
+                runs[variant].append(result.requests_per_s)
+                log(f"round {round_index + 1} metrics {variant}: {result.requests_per_s:,.0f} req/s "
+                    f"(p99 {result.p99_ms:.1f} ms)")
+        time.sleep(1.5)
+        text = scrape(nodes["on"])
+        missing = [name for name in EXPECTED_SERIES if not re.search(rf"^{name}[{{ ]", text, re.MULTILINE)]
+        counted = manifest_gets(text)
+        rss = {variant: tree_rss_bytes(node.process.pid) / 1e6 for variant, node in nodes.items()}
+        startup = {variant: node.startup_s for variant, node in nodes.items()}
+    finally:
+        for node in nodes.values():
+            node.stop()
+    on, off = statistics.median(runs["on"]), statistics.median(runs["off"])
+    paired = [1 - a / b for a, b in zip(runs["on"], runs["off"], strict=True)]
+    summary = {
+        "machine": machine_info(),
+        "rounds": args.rounds, "duration_s": args.duration, "warmup_s": args.warmup,
+        "req_per_s": runs, "median_on": on, "median_off": off, "cost": 1 - on / off,
+        "paired_cost": paired, "missing_series": missing, "manifest_gets_counted": counted,
+        "rss_mb_after": rss, "startup_s": startup,
+    }
+    print(f"manifest GET by tag, wrk -t2 -c32, {args.rounds} rounds of {args.duration} s, alternating:")
+    print("| round | metrics on (req/s) | metrics off (req/s) | cost |")
+    print("| --- | --- | --- | --- |")
+    for index, (a, b, cost) in enumerate(zip(runs["on"], runs["off"], paired, strict=True), 1):
+        print(f"| {index} | {a:,.0f} | {b:,.0f} | {cost:+.1%} |")
+    print(f"| median | {on:,.0f} ({min(runs['on']):,.0f}–{max(runs['on']):,.0f}) | "
+          f"{off:,.0f} ({min(runs['off']):,.0f}–{max(runs['off']):,.0f}) | {1 - on / off:+.1%} |")
+    print(f"paired cost per round: min {min(paired):+.1%}, median {statistics.median(paired):+.1%}, "
+          f"max {max(paired):+.1%}")
+    print(f"series missing from the scrape: {', '.join(missing) or 'none'}; manifest GETs counted: {counted:,.0f}")
+    print(f"RSS after the load (MB): on {rss['on']:.1f}, off {rss['off']:.1f}; "
+          f"startup (s): on {startup['on']:.2f}, off {startup['off']:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2, default=str))
+    return 1 if missing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
