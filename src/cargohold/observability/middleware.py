@@ -13,7 +13,7 @@ import hmac
 import ipaddress
 import json
 import logging
-import time
+from time import perf_counter
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -33,7 +33,10 @@ access_log = logging.getLogger("cargohold.access")
 ENRICH_LIMIT = 64 * 1024
 UNMATCHED = "unmatched"
 _FORWARDING = (b"x-forwarded-for", b"forwarded", b"x-real-ip")
-_UPLOAD_METHODS = ("POST", "PATCH", "PUT")
+_UPLOAD_METHODS = frozenset(("POST", "PATCH", "PUT"))
+_REQUEST_ID_HEADER = requestid.HEADER
+_SCOPE_KEY = requestid.SCOPE_KEY
+_current = requestid.current
 
 
 class ObservabilityMiddleware:
@@ -50,7 +53,7 @@ class ObservabilityMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            await self.app(scope, self._watch_shutdown(receive) if scope["type"] == "lifespan" else receive, send)
             return
         path = scope["path"]
         if path == "/healthz" or path == "/readyz" or path == "/metrics":
@@ -58,68 +61,52 @@ class ObservabilityMiddleware:
             return
         incoming = None
         for name, value in scope["headers"]:
-            if name == requestid.HEADER:
+            if name == _REQUEST_ID_HEADER:
                 incoming = value
                 break
-        request_id = requestid.accepted(incoming)
-        scope[requestid.SCOPE_KEY] = request_id
-        token = requestid.current.set(request_id)
-        header = (requestid.HEADER, request_id.encode())
-        started = time.perf_counter()
-        status = 500
-        sent = 0
-        received = 0
-        held: Message | None = None
-        held_body = bytearray()
+        request_id = requestid.accepted(incoming) if incoming is not None else requestid.new_id()
+        scope[_SCOPE_KEY] = request_id
+        exchange = _Exchange(send, request_id)
+        token = _current.set(request_id)
+        started = perf_counter()
         method = scope["method"]
         metrics = self.metrics
-        upload = metrics is not None and method in _UPLOAD_METHODS and "/blobs/uploads/" in path
-
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            return message
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status, sent, held
-            if held is not None:
-                held_body.extend(message.get("body", b""))
-                if message.get("more_body") and len(held_body) <= ENRICH_LIMIT:
-                    return
-                start, body = _with_request_id(held, bytes(held_body), request_id, message.get("more_body", False))
-                held = None
-                sent += len(body)
-                await send(start)
-                await send({"type": "http.response.body", "body": body, "more_body": message.get("more_body", False)})
-                return
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), header]
-                if status >= 400 and _is_json(message["headers"]):
-                    held = message
-                    return
-            elif message["type"] == "http.response.body":
-                sent += len(message.get("body", b""))
-            await send(message)
-
+        upload = method in _UPLOAD_METHODS
         if upload:
-            metrics.uploads_in_flight.inc()  # type: ignore[union-attr]
-        try:
-            await self.app(scope, counting_receive if method in _UPLOAD_METHODS else receive, send_with_id)
-        finally:
-            requestid.current.reset(token)
+            receive = exchange.counting(receive)
+            upload = metrics is not None and "/blobs/uploads/" in path
             if upload:
-                metrics.uploads_in_flight.dec()  # type: ignore[union-attr]
-            elapsed = time.perf_counter() - started
+                metrics.uploads_in_flight.inc()  # type: ignore[union-attr]
+        try:
+            await self.app(scope, receive, exchange.send)
+        finally:
+            _current.reset(token)
+            elapsed = perf_counter() - started
             route = scope.get("route")
-            template = getattr(route, "path", None) or UNMATCHED
+            template = route.path if route is not None else UNMATCHED
+            status = exchange.status
             if metrics is not None:
-                metrics.record(template, method, status, elapsed, received, sent)
+                if upload:
+                    metrics.uploads_in_flight.dec()
+                metrics.record(template, method, status, elapsed, exchange.received, exchange.sent)
                 if self._flusher is None:
                     self._flusher = asyncio.get_running_loop().create_task(self._flush_loop(metrics))
             if self.log_all or (self.log_errors and status >= 400):
-                _log_access(scope, request_id, template, status, elapsed, received, sent)
+                _log_access(scope, request_id, template, status, elapsed, exchange.received, exchange.sent)
+
+    def _watch_shutdown(self, receive: Receive) -> Receive:
+        """On shutdown, stop the flushing task and write out what is still tallied."""
+        async def watched() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown" and self.metrics is not None:
+                if self._flusher is not None:
+                    self._flusher.cancel()
+                try:
+                    self.metrics.flush(self.ctx)
+                except Exception:  # noqa: BLE001 - shutting down regardless
+                    logging.getLogger("cargohold.metrics").warning("flushing metrics failed", exc_info=True)
+            return message
+        return watched
 
     async def _flush_loop(self, metrics: Metrics) -> None:
         while True:
@@ -161,6 +148,55 @@ class ObservabilityMiddleware:
         if not client or not _loopback(client[0]) or any(name in headers for name in _FORWARDING):
             return b"metrics are served only to loopback clients unless --metrics-token is set\n"
         return None
+
+
+class _Exchange:
+    """One request's response on its way out: adds the request id header, counts bytes, and holds a JSON error
+    answer until its body can carry the request id."""
+
+    __slots__ = ("_send", "request_id", "status", "sent", "received", "_held", "_held_body")
+
+    def __init__(self, send: Send, request_id: str) -> None:
+        self._send = send
+        self.request_id = request_id
+        self.status = 500
+        self.sent = 0
+        self.received = 0
+        self._held: Message | None = None
+        self._held_body = b""
+
+    async def send(self, message: Message) -> None:
+        if self._held is not None:
+            await self._release(message)
+            return
+        if message["type"] == "http.response.body":
+            self.sent += len(message.get("body", b""))
+        elif message["type"] == "http.response.start":
+            status = self.status = message["status"]
+            headers = [*message.get("headers", ()), (_REQUEST_ID_HEADER, self.request_id.encode())]
+            message["headers"] = headers
+            if status >= 400 and _is_json(headers):
+                self._held = message
+                return
+        await self._send(message)
+
+    async def _release(self, message: Message) -> None:
+        more = message.get("more_body", False)
+        self._held_body += message.get("body", b"")
+        if more and len(self._held_body) <= ENRICH_LIMIT:
+            return
+        start, body = _with_request_id(self._held, self._held_body, self.request_id, more)  # type: ignore[arg-type]
+        self._held = None
+        self.sent += len(body)
+        await self._send(start)
+        await self._send({"type": "http.response.body", "body": body, "more_body": more})
+
+    def counting(self, receive: Receive) -> Receive:
+        async def counted() -> Message:
+            message = await receive()
+            self.received += len(message.get("body", b""))
+            return message
+        return counted
 
 
 def token_matches(authorization: bytes | None, token: str) -> bool:

@@ -30,17 +30,17 @@ class _Minter:
         variant = "89ab"[int(raw[16], 16) & 3]
         self._prefix = f"{raw[:8]}-{raw[8:12]}-4{raw[13:16]}-{variant}{raw[17:20]}-{raw[20:24]}"
         self._counter = itertools.count()
-        self._pid = os.getpid()
 
     def __call__(self) -> str:
         n = next(self._counter)
-        if n > 0xFFFFFFFF or os.getpid() != self._pid:
+        if n > 0xFFFFFFFF:
             self._reseed()
             n = next(self._counter)
         return f"{self._prefix}{n:08x}"
 
 
 new_id = _Minter()
+os.register_at_fork(after_in_child=new_id._reseed)  # noqa: SLF001 - a forked worker must not repeat our ids
 
 
 def accepted(incoming: bytes | None) -> str:
