@@ -9,7 +9,9 @@ as in bench/run.py), and then loads manifest GET by tag with `wrk -t2 -c32` (the
 turn, alternating which goes first, `--rounds` times. Only the server under load is busy; the other one
 idles. It reports req/s of every run, the median and spread of each variant, and the cost as
 1 - median(on) / median(off), plus the same ratio within each round (the pairs ran back to back, so they saw
-the most similar machine). After the last round it scrapes /metrics of the metrics-on server and checks that
+the most similar machine). It also reports the server's CPU time per request (utime + stime of its process
+tree over the measured run, divided by the requests wrk completed), which a busy shared machine disturbs much
+less than req/s. After the last round it scrapes /metrics of the metrics-on server and checks that
 the series of docs/operations.md are there and that the manifest GET count matches what wrk sent. It also
 notes each server's startup time and the RSS of its process tree after the load.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -32,10 +35,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness.cluster import Node, cargohold_argv, read_credentials, start_node
+from harness.cluster import Node, _cpu_ticks, cargohold_argv, read_credentials, start_node
 from harness.measure import MANIFEST_ACCEPT, LoadResult, run_wrk, write_wrk_script
 from harness.oci import RegistryClient, make_small_image
-from harness.procs import raise_on_sigterm, tree_rss_bytes
+from harness.procs import process_tree, raise_on_sigterm, tree_rss_bytes
 from harness.sysinfo import machine_info
 
 REPOSITORY, TAG = "bench/image", "latest"
@@ -61,11 +64,19 @@ def prepare(node: Node, data_dir: Path) -> None:
                    check=True, capture_output=True, timeout=120)
 
 
-def load(node: Node, script: Path, duration: int, warmup: int) -> LoadResult:
+def server_cpu_s(node: Node) -> float:
+    return sum(_cpu_ticks(pid) for pid in process_tree(node.process.pid)) / os.sysconf("SC_CLK_TCK")
+
+
+def load(node: Node, script: Path, duration: int, warmup: int) -> tuple[LoadResult, float]:
+    """wrk's result and the server's CPU microseconds per request over the measured run (not the warm-up):
+    on a shared machine the CPU a request costs varies far less than how many requests fit in 10 s."""
     url = f"{node.base_url}/v2/{REPOSITORY}/manifests/{TAG}"
     if warmup:
         run_wrk(url, script, warmup, 32, 2)
-    return run_wrk(url, script, duration, 32, 2)
+    before = server_cpu_s(node)
+    result = run_wrk(url, script, duration, 32, 2)
+    return result, (server_cpu_s(node) - before) / result.requests * 1e6
 
 
 def scrape(node: Node) -> str:
@@ -100,17 +111,18 @@ def main(argv: list[str]) -> int:
             log(f"metrics {variant}: ready after {nodes[variant].startup_s:.2f}s on {nodes[variant].base_url}")
         script = write_wrk_script(scratch / "get.lua", "GET", MANIFEST_ACCEPT, None)
         runs: dict[str, list[float]] = {"on": [], "off": []}
-        sent_to_on = 0
+        cpu: dict[str, list[float]] = {"on": [], "off": []}
         for round_index in range(args.rounds):
             order = ("on", "off") if round_index % 2 == 0 else ("off", "on")
             for variant in order:
-                result = load(nodes[variant], script, args.duration, args.warmup)
+                result, cpu_us = load(nodes[variant], script, args.duration, args.warmup)
                 if result.bad_responses or result.socket_errors:
                     raise RuntimeError(f"metrics {variant}: {result.bad_responses} bad responses, "
                                        f"{result.socket_errors} socket errors")
                 runs[variant].append(result.requests_per_s)
+                cpu[variant].append(cpu_us)
                 log(f"round {round_index + 1} metrics {variant}: {result.requests_per_s:,.0f} req/s "
-                    f"(p99 {result.p99_ms:.1f} ms)")
+                    f"(p99 {result.p99_ms:.1f} ms), server CPU {cpu_us:.1f} us/request")
         time.sleep(1.5)
         text = scrape(nodes["on"])
         missing = [name for name in EXPECTED_SERIES if not re.search(rf"^{name}[{{ ]", text, re.MULTILINE)]
@@ -122,22 +134,30 @@ def main(argv: list[str]) -> int:
             node.stop()
     on, off = statistics.median(runs["on"]), statistics.median(runs["off"])
     paired = [1 - a / b for a, b in zip(runs["on"], runs["off"], strict=True)]
+    cpu_on, cpu_off = statistics.median(cpu["on"]), statistics.median(cpu["off"])
+    cpu_paired = [a / b - 1 for a, b in zip(cpu["on"], cpu["off"], strict=True)]
     summary = {
         "machine": machine_info(),
         "rounds": args.rounds, "duration_s": args.duration, "warmup_s": args.warmup,
         "req_per_s": runs, "median_on": on, "median_off": off, "cost": 1 - on / off,
-        "paired_cost": paired, "missing_series": missing, "manifest_gets_counted": counted,
+        "paired_cost": paired, "cpu_us_per_request": cpu, "cpu_cost": cpu_on / cpu_off - 1,
+        "cpu_paired_cost": cpu_paired, "missing_series": missing, "manifest_gets_counted": counted,
         "rss_mb_after": rss, "startup_s": startup,
     }
     print(f"manifest GET by tag, wrk -t2 -c32, {args.rounds} rounds of {args.duration} s, alternating:")
-    print("| round | metrics on (req/s) | metrics off (req/s) | cost |")
-    print("| --- | --- | --- | --- |")
-    for index, (a, b, cost) in enumerate(zip(runs["on"], runs["off"], paired, strict=True), 1):
-        print(f"| {index} | {a:,.0f} | {b:,.0f} | {cost:+.1%} |")
+    print("| round | on: req/s | off: req/s | cost (req/s) | on: server CPU µs/req | off: server CPU µs/req | "
+          "cost (CPU) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for index in range(args.rounds):
+        print(f"| {index + 1} | {runs['on'][index]:,.0f} | {runs['off'][index]:,.0f} | {paired[index]:+.1%} | "
+              f"{cpu['on'][index]:.1f} | {cpu['off'][index]:.1f} | {cpu_paired[index]:+.1%} |")
     print(f"| median | {on:,.0f} ({min(runs['on']):,.0f}–{max(runs['on']):,.0f}) | "
-          f"{off:,.0f} ({min(runs['off']):,.0f}–{max(runs['off']):,.0f}) | {1 - on / off:+.1%} |")
-    print(f"paired cost per round: min {min(paired):+.1%}, median {statistics.median(paired):+.1%}, "
-          f"max {max(paired):+.1%}")
+          f"{off:,.0f} ({min(runs['off']):,.0f}–{max(runs['off']):,.0f}) | {1 - on / off:+.1%} | "
+          f"{cpu_on:.1f} ({min(cpu['on']):.1f}–{max(cpu['on']):.1f}) | "
+          f"{cpu_off:.1f} ({min(cpu['off']):.1f}–{max(cpu['off']):.1f}) | {cpu_on / cpu_off - 1:+.1%} |")
+    print(f"paired cost per round (req/s): min {min(paired):+.1%}, median {statistics.median(paired):+.1%}, "
+          f"max {max(paired):+.1%}; (CPU per request): min {min(cpu_paired):+.1%}, "
+          f"median {statistics.median(cpu_paired):+.1%}, max {max(cpu_paired):+.1%}")
     print(f"series missing from the scrape: {', '.join(missing) or 'none'}; manifest GETs counted: {counted:,.0f}")
     print(f"RSS after the load (MB): on {rss['on']:.1f}, off {rss['off']:.1f}; "
           f"startup (s): on {startup['on']:.2f}, off {startup['off']:.2f}")

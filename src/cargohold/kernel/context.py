@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
@@ -69,8 +70,10 @@ class RegistryContext:
             return fn(connection, *args)
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run blocking database or storage work off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, partial(fn, *args, **kwargs))
+        """Run blocking database or storage work off the event loop (in the caller's context, so what it logs
+        carries the request id)."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self.executor, contextvars.copy_context().run, partial(fn, *args, **kwargs))
 
 
 _MISSING = object()
