@@ -92,12 +92,69 @@ def manifest_gets(text: str) -> float:
                and 'status="200"' in labels)
 
 
+ASGI_SCRIPT = r"""
+import asyncio, json, os, sys, time
+from pathlib import Path
+data_dir, repeats, count = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(data_dir.parent / "asgi-metrics")
+os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+from cargohold.app import create_app
+from cargohold.config import Settings
+from cargohold.observability.settings import ObservabilitySettings
+
+settings = Settings.for_data_dir(data_dir)
+apps = {"on": create_app(settings, ObservabilitySettings()),
+        "off": create_app(settings, ObservabilitySettings(metrics=False))}
+headers = [(b"host", b"127.0.0.1"), (b"user-agent", b"wrk"),
+           (b"accept", b"application/vnd.oci.image.manifest.v1+json")]
+
+async def receive():
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+async def send(message):
+    if message["type"] == "http.response.start" and message["status"] != 200:
+        raise SystemExit(f"status {message['status']}")
+
+async def run(app):
+    started = time.process_time()
+    for _ in range(count):
+        await app({"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+                   "scheme": "http", "path": "/v2/bench/image/manifests/latest", "raw_path": b"/v2/bench/image/manifests/latest",
+                   "query_string": b"", "root_path": "", "headers": headers, "client": ("127.0.0.1", 5000),
+                   "server": ("127.0.0.1", 5000)}, receive, send)
+    return (time.process_time() - started) / count * 1e6
+
+async def main():
+    for app in apps.values():
+        await run(app)
+    best = {"on": [], "off": []}
+    for index in range(repeats):
+        for variant in (("on", "off") if index % 2 == 0 else ("off", "on")):
+            best[variant].append(await run(apps[variant]))
+    print(json.dumps(best))
+
+asyncio.run(main())
+"""
+
+
+def asgi_cost(data_dir: Path, repeats: int, count: int) -> dict[str, list[float]]:
+    """CPU microseconds (process time, so time spent waiting for a core does not count) per manifest GET through
+    the application alone (no server, no network), metrics on and off, in one process, alternating. The fastest
+    repeat is the least disturbed by other load on the machine."""
+    done = subprocess.run([sys.executable, "-c", ASGI_SCRIPT, str(data_dir), str(repeats), str(count)],
+                          capture_output=True, text=True, timeout=1800, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=int, default=10, help="seconds of wrk per measured run")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of wrk before each measured run")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    parser.add_argument("--asgi-repeats", type=int, default=15,
+                        help="repeats of the in-process measurement (0: skip it)")
+    parser.add_argument("--asgi-requests", type=int, default=5000, help="requests per in-process repeat")
     args = parser.parse_args(argv)
     raise_on_sigterm()
     scratch = Path(tempfile.mkdtemp(prefix="cargohold-metrics-cost-"))
@@ -132,6 +189,7 @@ def main(argv: list[str]) -> int:
     finally:
         for node in nodes.values():
             node.stop()
+    asgi = asgi_cost(scratch / "on" / "data", args.asgi_repeats, args.asgi_requests) if args.asgi_repeats else None
     on, off = statistics.median(runs["on"]), statistics.median(runs["off"])
     paired = [1 - a / b for a, b in zip(runs["on"], runs["off"], strict=True)]
     cpu_on, cpu_off = statistics.median(cpu["on"]), statistics.median(cpu["off"])
@@ -142,7 +200,7 @@ def main(argv: list[str]) -> int:
         "req_per_s": runs, "median_on": on, "median_off": off, "cost": 1 - on / off,
         "paired_cost": paired, "cpu_us_per_request": cpu, "cpu_cost": cpu_on / cpu_off - 1,
         "cpu_paired_cost": cpu_paired, "missing_series": missing, "manifest_gets_counted": counted,
-        "rss_mb_after": rss, "startup_s": startup,
+        "rss_mb_after": rss, "startup_s": startup, "asgi_us_per_request": asgi,
     }
     print(f"manifest GET by tag, wrk -t2 -c32, {args.rounds} rounds of {args.duration} s, alternating:")
     print("| round | on: req/s | off: req/s | cost (req/s) | on: server CPU µs/req | off: server CPU µs/req | "
@@ -161,6 +219,11 @@ def main(argv: list[str]) -> int:
     print(f"series missing from the scrape: {', '.join(missing) or 'none'}; manifest GETs counted: {counted:,.0f}")
     print(f"RSS after the load (MB): on {rss['on']:.1f}, off {rss['off']:.1f}; "
           f"startup (s): on {startup['on']:.2f}, off {startup['off']:.2f}")
+    if asgi:
+        fastest_on, fastest_off = min(asgi["on"]), min(asgi["off"])
+        print(f"in-process CPU time (application only, {args.asgi_repeats} repeats of {args.asgi_requests} GETs each): "
+              f"fastest {fastest_on:.1f} µs with metrics, {fastest_off:.1f} µs without ({fastest_on / fastest_off - 1:+.1%}); "
+              f"medians {statistics.median(asgi['on']):.1f} and {statistics.median(asgi['off']):.1f} µs")
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2, default=str))
     return 1 if missing else 0
