@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -189,7 +190,10 @@ def main(argv: list[str]) -> int:
     finally:
         for node in nodes.values():
             node.stop()
-    asgi = asgi_cost(scratch / "on" / "data", args.asgi_repeats, args.asgi_requests) if args.asgi_repeats else None
+    try:
+        asgi = asgi_cost(scratch / "on" / "data", args.asgi_repeats, args.asgi_requests) if args.asgi_repeats else None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     on, off = statistics.median(runs["on"]), statistics.median(runs["off"])
     paired = [1 - a / b for a, b in zip(runs["on"], runs["off"], strict=True)]
     cpu_on, cpu_off = statistics.median(cpu["on"]), statistics.median(cpu["off"])
