@@ -47,7 +47,16 @@ def run_granian(host: str, port: int, workers: int, cert: Path | None, key: Path
 
     os.chdir(os.environ.get("CARGOHOLD_DATA_DIR", "/"))
     Server(APP, address=host, port=port, interface=Interfaces.ASGI, factory=True, workers=workers,
-           ssl_cert=cert, ssl_key=key, ssl_protocol_min=SSLProtocols.tls12, log_access=False, backlog=2048).serve()
+           ssl_cert=cert, ssl_key=key, ssl_protocol_min=SSLProtocols.tls12, log_access=False, backlog=2048,
+           log_dictconfig=_granian_log_config()).serve()
+
+
+def _granian_log_config() -> dict[str, object] | None:
+    """With `--log-format json`, granian's own lines (start-up, workers) are JSON lines too."""
+    if os.environ.get("CARGOHOLD_LOG_FORMAT") != "json":
+        return None
+    json_formatter = {"()": "cargohold.observability.logs.JsonFormatter"}
+    return {"formatters": {"generic": json_formatter, "access": json_formatter}}
 
 
 def run_uvicorn(host: str, port: int, workers: int, cert: Path | None, key: Path | None) -> None:
