@@ -3,7 +3,10 @@ who may scrape them."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,3 +137,12 @@ def test_metrics_can_be_turned_off(tmp_path: Path) -> None:
         assert not (server.data_dir / "metrics").exists()
     finally:
         server.stop()
+
+
+def test_public_metrics_listener_needs_a_token(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "cargohold", "serve", "--data-dir", str(tmp_path / "data"),
+                             "--metrics-port", str(free_port()), "--metrics-host", "0.0.0.0"],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "COLUMNS": "300", "NO_COLOR": "1"})
+    assert result.returncode == 2
+    assert "metrics there need --metrics-token" in result.stderr
