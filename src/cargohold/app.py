@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -23,6 +22,9 @@ from cargohold.management.routes import ManagementRoutes
 from cargohold.oci.errors import RegistryError
 from cargohold.kernel.context import RegistryContext
 from cargohold.kernel.egress import EgressPolicy
+from cargohold.observability import logs, metrics
+from cargohold.observability.middleware import ObservabilityMiddleware
+from cargohold.observability.settings import ObservabilitySettings
 from cargohold.registry.http import (
     client_disconnect_handler,
     http_error_handler,
@@ -43,7 +45,9 @@ def build_context(settings: Settings) -> RegistryContext:
                            egress=EgressPolicy.from_allow_list(settings.egress_allow))
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, observability: ObservabilitySettings | None = None) -> ObservabilityMiddleware:
+    """The registry's routes inside the observability layer (request ids, metrics, health endpoints)."""
+    observability = observability or ObservabilitySettings.from_env()
     ctx = build_context(settings)
     audit = AuditLog(ctx.engine)
     auth = AuthService(ctx, load_sealer(settings.data_dir), audit)
@@ -63,7 +67,7 @@ def create_app(settings: Settings) -> Starlette:
             await delivery.close()
         audit.flush()
 
-    return Starlette(
+    starlette = Starlette(
         routes=[*AuthRoutes(auth).routes(), *RegistryRoutes(ctx, auth).routes(),
                 *ReplicationRoutes(ctx, auth).routes(), *AcrRoutes(ctx, auth).routes(),
                 *TaskRoutes(ctx, auth, management, worker.wake).routes(), *management.routes()],
@@ -75,10 +79,11 @@ def create_app(settings: Settings) -> Starlette:
         },
         lifespan=lifespan,
     )
+    return ObservabilityMiddleware(starlette, ctx, observability,
+                                   metrics.install() if observability.metrics else None)
 
 
-def create_app_from_env() -> Starlette:
+def create_app_from_env() -> ObservabilityMiddleware:
     """Factory for server workers: the settings come from the environment `serve` prepared."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logs.configure()
     return create_app(Settings.from_env())

@@ -24,10 +24,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--key", type=Path)
     parser.add_argument("--kind", choices=["granian", "uvicorn"], default="granian")
     args = parser.parse_args(argv)
+    _start_metrics_listener()
     if args.kind == "granian":
         run_granian(args.host, args.port, args.workers, args.cert, args.key)
     else:
         run_uvicorn(args.host, args.port, args.workers, args.cert, args.key)
+
+
+def _start_metrics_listener() -> None:
+    """With `--metrics-port`, this (supervisor) process answers /metrics on that port."""
+    if os.environ.get("CARGOHOLD_METRICS", "on") == "off" or not os.environ.get("CARGOHOLD_METRICS_PORT"):
+        return
+    from cargohold.observability import listener
+    from cargohold.observability.settings import ObservabilitySettings
+
+    listener.start(ObservabilitySettings.from_env())
 
 
 def run_granian(host: str, port: int, workers: int, cert: Path | None, key: Path | None) -> None:
@@ -36,7 +47,16 @@ def run_granian(host: str, port: int, workers: int, cert: Path | None, key: Path
 
     os.chdir(os.environ.get("CARGOHOLD_DATA_DIR", "/"))
     Server(APP, address=host, port=port, interface=Interfaces.ASGI, factory=True, workers=workers,
-           ssl_cert=cert, ssl_key=key, ssl_protocol_min=SSLProtocols.tls12, log_access=False, backlog=2048).serve()
+           ssl_cert=cert, ssl_key=key, ssl_protocol_min=SSLProtocols.tls12, log_access=False, backlog=2048,
+           log_dictconfig=_granian_log_config()).serve()
+
+
+def _granian_log_config() -> dict[str, object] | None:
+    """With `--log-format json`, granian's own lines (start-up, workers) are JSON lines too."""
+    if os.environ.get("CARGOHOLD_LOG_FORMAT") != "json":
+        return None
+    json_formatter = {"()": "cargohold.observability.logs.JsonFormatter"}
+    return {"formatters": {"generic": json_formatter, "access": json_formatter}}
 
 
 def run_uvicorn(host: str, port: int, workers: int, cert: Path | None, key: Path | None) -> None:

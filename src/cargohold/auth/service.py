@@ -27,6 +27,7 @@ from cargohold.db.engine import write_transaction
 from cargohold.kernel.tenancy import RegistryRecord, resolve_registry
 from cargohold.oci.errors import RegistryError
 from cargohold.kernel.context import RegistryContext
+from cargohold.observability import metrics
 from cargohold.security.master_key import Sealer
 
 REFRESH_TOKEN_USER = "00000000-0000-0000-0000-000000000000"
@@ -264,6 +265,9 @@ class AuthService:
     def record(self, registry: RegistryRecord | None, principal: Principal | None, client_ip: str | None,
                action: str, outcome: str, *, repository: str | None = None, reference: str | None = None,
                detail: str | None = None) -> None:
+        if outcome != "success":
+            metrics.auth_failure(failure_reason(action, outcome, detail,
+                                                principal is not None and principal.kind == ANONYMOUS))
         self.audit.record(AuditEvent(action, outcome, registry.name if registry else None,
                                      principal.display if principal else None, client_ip, repository, reference,
                                      detail))
@@ -275,6 +279,23 @@ class AuthService:
     def record_pull(self, access: Access, repository: str, reference: str) -> None:
         self.audit.record_pull(access.registry.name, access.principal.display, access.client_ip, repository,
                                reference)
+
+
+def failure_reason(action: str, outcome: str, detail: str | None, anonymous: bool = False) -> str:
+    """A short, bounded label for a refused request: `no_credentials` (the challenge clients expect before they
+    log in), `invalid_token`, `insufficient_scope`, `network_rule`, `bad_credentials`, `throttled`, else
+    `<action>_<outcome>`."""
+    if outcome == "throttled":
+        return "throttled"
+    if action == "network":
+        return "network_rule"
+    if action == "authorize" and anonymous:
+        return "no_credentials"
+    if action == "authorize":
+        return "invalid_token" if detail == "invalid bearer token" else "insufficient_scope"
+    if action == "login":
+        return "bad_credentials"
+    return f"{action}_{outcome}"[:40]
 
 
 def decode_basic(credential: str) -> tuple[str, str]:

@@ -10,6 +10,7 @@ import typer
 from cargohold.cli import registry
 from cargohold.cli import serve as serve_command
 from cargohold.cli.account import account_app
+from cargohold.cli.check_health import check_health
 from cargohold.cli.importing import import_image
 from cargohold.cli.lazy import lazy_group
 from cargohold.cli.login import login
@@ -40,6 +41,7 @@ app = typer.Typer(help="cargohold: a private container registry that speaks ACR'
                   no_args_is_help=True, add_completion=False, cls=lazy_group(DATABASE_COMMANDS))
 app.command("serve")(serve_command.serve)
 app.command("login")(login)
+app.command("check-health")(check_health)
 for name, command in (("create", registry.create), ("show", registry.show), ("list", registry.list_registries),
                       ("update", registry.update), ("delete", registry.delete), ("check-name", registry.check_name),
                       ("show-usage", registry.show_usage), ("import", import_image)):

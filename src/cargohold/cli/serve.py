@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from cargohold.config import Settings
+    from cargohold.observability.settings import ObservabilitySettings
 
 SERVER_ENVIRONMENT = {"MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
 """glibc gives every thread that allocates its own malloc arena and rarely returns their memory; with a
@@ -26,6 +27,15 @@ thread pool moving 8 MiB batches that inflated the server's RSS several times ov
 
 
 _LOCATION = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+class LogFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class AccessLog(str, Enum):
+    errors = "errors"
+    all = "all"
+    off = "off"
 
 
 class ServerKind(str, Enum):
@@ -65,12 +75,25 @@ def serve(
     read_through: Annotated[bool, typer.Option(
         help="With --region: serve blobs this region lacks yet from another region's store instead of hiding "
              "an image until it is complete here.")] = False,
+    log_format: Annotated[LogFormat, typer.Option(help="Log lines as text or as one JSON object each (with the "
+                                                       "request id); see docs/operations.md.")] = LogFormat.text,
+    access_log: Annotated[AccessLog, typer.Option(help="Log a line per request: for errors (status >= 400), all, "
+                                                       "or off.")] = AccessLog.errors,
+    metrics: Annotated[bool, typer.Option(help="Measure requests and serve Prometheus metrics at /metrics.")] = True,
+    metrics_token: Annotated[str | None, typer.Option(
+        envvar="CARGOHOLD_METRICS_TOKEN",
+        help="Serve /metrics to any client sending 'Authorization: Bearer TOKEN' (default: loopback clients "
+             "only, without a token).")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Serve /metrics on this port instead of the "
+                                                          "registry's.")] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address for --metrics-port.")] = "127.0.0.1",
 ) -> None:
     """Run the registry. With no options: SQLite and a filesystem store under ./data, HTTP on 127.0.0.1:5000."""
     from cargohold.config import Settings
 
     if blob_downloads not in ("redirect", "proxy"):
         raise typer.BadParameter("redirect or proxy", param_hint="--blob-downloads")
+    observability = _observability(metrics, metrics_token, metrics_port, metrics_host, access_log.value)
     settings = Settings.for_data_dir(data_dir, db_url, domain, storage_url, worker, blob_downloads == "redirect",
                                      egress_allow_option(egress_allow), region, read_through)
     if region is not None and not _LOCATION.match(settings.region or ""):
@@ -108,9 +131,26 @@ def serve(
             "--kind", server.value]
     if cert is not None and key is not None:
         argv += ["--cert", str(cert), "--key", str(key)]
+    if observability.metrics:
+        from cargohold.observability.settings import metrics_dir, reset_metrics_dir
+
+        reset_metrics_dir(metrics_dir(settings.data_dir, port))
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, argv, {**os.environ, **SERVER_ENVIRONMENT, **settings.to_env()})
+    os.execve(sys.executable, argv, {**os.environ, **SERVER_ENVIRONMENT, **settings.to_env(),
+                                     **observability.to_env(settings.data_dir, port),
+                                     "CARGOHOLD_LOG_FORMAT": log_format.value})
+
+
+def _observability(metrics: bool, token: str | None, port: int | None, host: str,
+                   access_log: str) -> ObservabilitySettings:
+    from cargohold.observability.settings import ObservabilitySettings
+
+    if port is not None and not _is_loopback(host) and not token:
+        raise typer.BadParameter(f"{host} is not a loopback address: metrics there need --metrics-token",
+                                 param_hint="--metrics-host")
+    return ObservabilitySettings(metrics=metrics, metrics_token=token or None, metrics_port=port,
+                                 metrics_host=host, access_log=access_log)
 
 
 def egress_allow_option(given: list[str] | None) -> tuple[str, ...]:

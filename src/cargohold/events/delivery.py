@@ -12,7 +12,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy import delete, insert, select
@@ -26,6 +26,7 @@ from cargohold.management.tables import webhooks
 from cargohold.management.webhooks import forbidden_header
 from cargohold.kernel.context import RegistryContext, utcnow
 from cargohold.kernel.egress import EgressRefused
+from cargohold.observability import metrics
 from cargohold.security.master_key import Sealer
 
 EXCERPT = 4096
@@ -76,6 +77,7 @@ class _Owed:
     service_uri: str
     headers: dict[str, str]
     body: str
+    created_at: datetime | None = None
 
 
 class WebhookDelivery:
@@ -106,6 +108,9 @@ class WebhookDelivery:
             error = (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)[:500]
         duration_ms = int((time.perf_counter() - started) * 1000)
         await self.ctx.run(self._record, job, event_id, webhook_id, owed, headers, answer, error, duration_ms)
+        if answer is not None and 200 <= answer.status < 300 and owed.created_at is not None:
+            created = owed.created_at if owed.created_at.tzinfo else owed.created_at.replace(tzinfo=UTC)
+            metrics.webhook_delivered((utcnow() - created).total_seconds())
         if answer is None or not 200 <= answer.status < 300:
             raise JobFailed(error or f"the webhook answered {answer.status if answer else '?'}",
                             retry_after=self.settings.backoff(job.attempt))
@@ -121,13 +126,13 @@ class WebhookDelivery:
         with self.ctx.engine.connect() as conn:
             hook = conn.execute(select(webhooks.c.callback_sealed, webhooks.c.registry_id)
                                 .where(webhooks.c.id == webhook_id)).first()
-            event = conn.execute(select(events.c.payload, events.c.registry_id)
+            event = conn.execute(select(events.c.payload, events.c.registry_id, events.c.created_at)
                                  .where(events.c.id == event_id)).first()
         if hook is None or event is None or hook.registry_id != event.registry_id:
             return None
         sealed, body = hook.callback_sealed, event.payload
         callback = json.loads(self.sealer.unseal(sealed))
-        return _Owed(callback["serviceUri"], callback["customHeaders"], body)
+        return _Owed(callback["serviceUri"], callback["customHeaders"], body, event.created_at)
 
     def _record(self, job: Job, event_id: int, webhook_id: int, owed: _Owed, headers: dict[str, str],
                 answer: _Answer | None, error: str | None, duration_ms: int) -> None:

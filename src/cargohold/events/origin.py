@@ -7,8 +7,11 @@ import uuid
 from starlette.requests import Request
 
 from cargohold.events.payload import RequestOrigin
+from cargohold.observability.requestid import from_scope
 
 
 def request_origin(request: Request) -> RequestOrigin:
-    return RequestOrigin(str(uuid.uuid4()), request.headers.get("host", "")[:255], request.method,
+    """The request behind an event; its id is the request id of the logs and the `X-Request-Id` header."""
+    return RequestOrigin(from_scope(request.scope) or str(uuid.uuid4()), request.headers.get("host", "")[:255],
+                         request.method,
                          request.headers.get("user-agent", "")[:256])

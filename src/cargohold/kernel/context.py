@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
@@ -78,8 +79,10 @@ class RegistryContext:
             return fn(connection, *args)
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run blocking database or storage work off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, partial(fn, *args, **kwargs))
+        """Run blocking database or storage work off the event loop (in the caller's context, so what it logs
+        carries the request id)."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self.executor, contextvars.copy_context().run, partial(fn, *args, **kwargs))
 
 
 _MISSING = object()
@@ -100,6 +103,9 @@ class FreshCache:
         self._generation: int | None = None
         self._entries: dict[Hashable, object] = {}
         self._spent = 0
+        self.hits = 0
+        self.misses = 0
+        """Lookups answered and not answered from the cache since start (read by the metrics)."""
 
     def refresh(self) -> None:
         """Drop every entry if the metadata changed since they were read."""
@@ -129,7 +135,15 @@ class FreshCache:
         """The cached value, or `_MISSING`."""
         if self._generation is None:
             self.refresh()
-        return self._entries.get(key, _MISSING)
+        found = self._entries.get(key, _MISSING)
+        if found is _MISSING:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return found
+
+    def size(self) -> int:
+        return len(self._entries)
 
     def store(self, key: Hashable, value: object, cost: int = 0) -> None:
         """Keep a value computed elsewhere (say, off the event loop) until the metadata changes."""

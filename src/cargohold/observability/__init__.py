@@ -1,0 +1,1 @@
+"""What operators watch: request ids, logs, Prometheus metrics and the health endpoints."""
