@@ -38,6 +38,7 @@ def create_app(settings: Settings) -> Starlette:
     auth = AuthService(ctx, load_sealer(settings.data_dir), audit)
 
     worker, delivery = build_worker(ctx, auth.sealer)
+    registry_routes = RegistryRoutes(ctx, auth)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -48,9 +49,10 @@ def create_app(settings: Settings) -> Starlette:
             await working
             await delivery.close()
         audit.flush()
+        registry_routes.pulls.flush()
 
     return Starlette(
-        routes=[*AuthRoutes(auth).routes(), *RegistryRoutes(ctx, auth).routes(), *AcrRoutes(ctx, auth).routes(),
+        routes=[*AuthRoutes(auth).routes(), *registry_routes.routes(), *AcrRoutes(ctx, auth).routes(),
                 *ManagementRoutes(ctx, auth, settings.domain, worker.wake).routes()],
         exception_handlers={
             RegistryError: registry_error_handler,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from cargohold.events.delivery import DeliverySettings, WebhookDelivery
 from cargohold.events.record import WEBHOOK_JOB
 from cargohold.jobs.worker import JobWorker, WorkerSettings
+from cargohold.lifecycle.jobs import lifecycle_jobs
 from cargohold.management.import_jobs import IMPORT_JOB, ImportRunner
 from cargohold.kernel.context import RegistryContext
 from cargohold.security.master_key import Sealer
@@ -13,6 +14,7 @@ from cargohold.security.master_key import Sealer
 
 def build_worker(ctx: RegistryContext, sealer: Sealer) -> tuple[JobWorker, WebhookDelivery]:
     delivery = WebhookDelivery(ctx, sealer, DeliverySettings.from_env())
-    worker = JobWorker(ctx, {WEBHOOK_JOB: delivery, IMPORT_JOB: ImportRunner(ctx, sealer)},
-                       WorkerSettings.from_env(), housekeeping=[delivery.prune])
+    lifecycle_handlers, lifecycle_chores = lifecycle_jobs(ctx)
+    worker = JobWorker(ctx, {WEBHOOK_JOB: delivery, IMPORT_JOB: ImportRunner(ctx, sealer), **lifecycle_handlers},
+                       WorkerSettings.from_env(), housekeeping=[delivery.prune, *lifecycle_chores])
     return worker, delivery

@@ -4,6 +4,7 @@ from alembic import context
 import cargohold.auth.tables
 import cargohold.events.tables
 import cargohold.jobs.tables
+import cargohold.lifecycle.tables
 import cargohold.management.tables  # noqa: F401
 from cargohold.db.engine import make_engine
 from cargohold.db.tables import metadata

@@ -1,0 +1,51 @@
+"""Tables of the lifecycle feature: last pulls, garbage-collection runs and the marks of their sweep."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, Integer, String, Table, Text
+
+from cargohold.db.tables import DIGEST, metadata
+
+manifest_pulls = Table(
+    "manifest_pulls",
+    metadata,
+    Column("manifest_id", Integer, ForeignKey("manifests.id", ondelete="CASCADE"), primary_key=True),
+    Column("last_pulled_at", DateTime(timezone=True), nullable=False),
+)
+"""When a manifest was last pulled (GET), to within the flush interval of `pulls.PullRecorder`. Kept apart
+from `manifests` so the frequent update never rewrites a row that carries the manifest's content."""
+
+gc_runs = Table(
+    "gc_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("status", String(16), nullable=False),
+    Column("phase", String(16), nullable=False),
+    Column("cursor", Text, nullable=True),
+    Column("holder", String(200), nullable=True),
+    Column("leased_until", DateTime(timezone=True), nullable=True),
+    Column("grace_seconds", Integer, nullable=False),
+    Column("upload_ttl_seconds", Integer, nullable=False),
+    Column("uploads_expired", Integer, nullable=False, default=0),
+    Column("links_removed", Integer, nullable=False, default=0),
+    Column("blobs_removed", Integer, nullable=False, default=0),
+    Column("files_removed", Integer, nullable=False, default=0),
+    Column("bytes_reclaimed", BigInteger, nullable=False, default=0),
+    Column("batches", Integer, nullable=False, default=0),
+    Column("error", Text, nullable=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    sqlite_autoincrement=True,
+)
+"""One garbage collection: its phase and cursor (committed after each batch, so a run resumes where it
+stopped), who holds it and until when, and what it reclaimed so far."""
+
+gc_marks = Table(
+    "gc_marks",
+    metadata,
+    Column("digest", DIGEST, primary_key=True),
+    Column("marked_at", DateTime(timezone=True), nullable=False),
+)
+"""Files in the blob store that no `blobs` row describes, with when a collection first saw them so. One is
+removed only once it has stayed so for the grace period (an upload commits its file before its row)."""
