@@ -15,6 +15,7 @@ from cargohold.cli.lazy import lazy_group
 from cargohold.cli.login import login
 from cargohold.cli.options import MultiValueCommand
 from cargohold.cli.policies import config_app
+from cargohold.cli.purge import purge
 from cargohold.cli.replication import replication_app
 from cargohold.cli.repository import app as repository_app
 from cargohold.cli.webhook import webhook_app
@@ -30,6 +31,7 @@ DATABASE_COMMANDS = {
     "identity": ("cargohold.cli.access", "identity_app"),
     "network-rule": ("cargohold.cli.access", "network_rule_app"),
     "keys": ("cargohold.cli.access", "keys_app"),
+    "gc": ("cargohold.cli.gc", "gc_app"),
 }
 """Commands that open the metadata database themselves; loaded when named."""
 
@@ -39,7 +41,7 @@ app.command("serve")(serve_command.serve)
 app.command("login")(login)
 for name, command in (("create", registry.create), ("show", registry.show), ("list", registry.list_registries),
                       ("update", registry.update), ("delete", registry.delete), ("check-name", registry.check_name),
-                      ("show-usage", registry.show_usage), ("import", import_image)):
+                      ("show-usage", registry.show_usage), ("import", import_image), ("purge", purge)):
     app.command(name, cls=MultiValueCommand)(command)
 app.add_typer(account_app, name="account")
 app.add_typer(config_app, name="config")
