@@ -8,9 +8,11 @@ from collections.abc import Callable
 from cargohold.jobs.queue import Job
 from cargohold.jobs.worker import Handler
 from cargohold.kernel.context import RegistryContext
+from cargohold.lifecycle.gc import Collector, CollectorBusy, GcSettings
 from cargohold.lifecycle.retention import RETENTION_JOB, apply_retention
 from cargohold.lifecycle.schedule import Schedule
 
+GC_JOB = "gc"
 log = logging.getLogger(__name__)
 
 
@@ -31,8 +33,31 @@ class RetentionRunner:
                      len(report.deleted), report.spared)
 
 
+def gc_schedule() -> Schedule:
+    """Daily by default; the first run a while after the worker starts, not on every restart at once."""
+    return Schedule.from_env(GC_JOB, "CARGOHOLD_GC_INTERVAL_SECONDS", 86400, first_delay=3600)
+
+
+class GcRunner:
+    """Runs (or resumes) a collection; if another collector holds the run, leaves it to that one."""
+
+    def __init__(self, ctx: RegistryContext, schedule: Schedule) -> None:
+        self.ctx = ctx
+        self.schedule = schedule
+
+    async def __call__(self, job: Job) -> None:
+        await self.ctx.run(self.schedule.next_after, self.ctx.engine, job)
+        try:
+            status = await self.ctx.run(Collector(self.ctx, GcSettings.from_env()).run)
+        except CollectorBusy as busy:
+            log.info("%s; leaving it to that collector", busy)
+            return
+        log.info("garbage collection run %d: %d blobs and %d files removed, %d bytes reclaimed", status.id,
+                 status.blobs_removed, status.files_removed, status.bytes_reclaimed)
+
+
 def lifecycle_jobs(ctx: RegistryContext) -> tuple[dict[str, Handler], list[Callable[[], None]]]:
     """Handlers by job kind, and the chores that keep their schedules."""
-    retention = retention_schedule()
-    return ({RETENTION_JOB: RetentionRunner(ctx, retention)},
-            [lambda: retention.ensure(ctx.engine)])
+    retention, gc = retention_schedule(), gc_schedule()
+    return ({RETENTION_JOB: RetentionRunner(ctx, retention), GC_JOB: GcRunner(ctx, gc)},
+            [lambda: retention.ensure(ctx.engine), lambda: gc.ensure(ctx.engine)])

@@ -46,6 +46,8 @@ gc_marks = Table(
     metadata,
     Column("digest", DIGEST, primary_key=True),
     Column("marked_at", DateTime(timezone=True), nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
 )
-"""Files in the blob store that no `blobs` row describes, with when a collection first saw them so. One is
-removed only once it has stayed so for the grace period (an upload commits its file before its row)."""
+"""Files in the blob store that no `blobs` row describes: when a collection first saw one so (`marked_at`) and
+last did (`seen_at`). A file is removed only once it has stayed so for the grace period, and was seen so by the
+run removing it (an upload moves its file into place before it records the blob)."""

@@ -46,6 +46,7 @@ def upgrade() -> None:
     op.create_table('gc_marks',
     sa.Column('digest', sa.String(length=160), nullable=False),
     sa.Column('marked_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('seen_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('digest', name=op.f('pk_gc_marks'))
     )
 
