@@ -109,16 +109,16 @@ def test_gc_killed_midway_resumes_and_expires_uploads(gc_server: RunningServer) 
         collector.wait()
     [interrupted] = status(gc_server)[:1]
     assert interrupted["status"] == "running"
-    assert interrupted["links_removed"] < len(orphans)
+    assert interrupted["linksRemoved"] < len(orphans)
 
     resumed = gc(gc_server, "run", "--grace", "0s", "--upload-ttl", "0s")
     assert f"resuming garbage collection run {interrupted['id']}" in resumed["stderr"]
     final = resumed["json"]
     assert final["id"] == interrupted["id"] and final["status"] == "done"
-    assert final["uploads_expired"] == 1
-    assert final["links_removed"] == len(orphans)
-    assert final["blobs_removed"] == len(orphans)
-    assert final["bytes_reclaimed"] >= sum(len(blob) for blob in orphans)
+    assert final["uploadsExpired"] == 1
+    assert final["linksRemoved"] == len(orphans)
+    assert final["blobsRemoved"] == len(orphans)
+    assert final["bytesReclaimed"] >= sum(len(blob) for blob in orphans)
 
     with gc_server.client() as client:
         assert client.get(location).status_code == 404
@@ -126,7 +126,7 @@ def test_gc_killed_midway_resumes_and_expires_uploads(gc_server: RunningServer) 
             assert client.head(f"/v2/gc/orphans/blobs/{sha256(blob)}").status_code == 404
         assert pulls_whole(client, "gc/kept", kept_image, "v1")
     again = gc(gc_server, "run", "--grace", "0s")["json"]
-    assert again["id"] != final["id"] and again["blobs_removed"] == 0 and again["bytes_reclaimed"] == 0
+    assert again["id"] != final["id"] and again["blobsRemoved"] == 0 and again["bytesReclaimed"] == 0
 
 
 class Traffic:
@@ -237,7 +237,7 @@ def test_gc_in_a_loop_under_traffic_loses_nothing_and_reclaims_orphans(gc_server
             if sha256(image.config) not in live_configs:
                 assert client.head(f"/v2/{repository}/blobs/{sha256(image.config)}").status_code == 404
 
-    reclaimed = sum(run["bytes_reclaimed"] for run in status(gc_server) if run["status"] == "done")
+    reclaimed = sum(run["bytesReclaimed"] for run in status(gc_server) if run["status"] == "done")
     assert reclaimed >= sum(len(blob) for blob in orphans)
     checked = gc_server.fsck()
     assert checked.returncode == 0 and "0 damaged" in checked.stdout, checked.stdout

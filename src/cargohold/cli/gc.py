@@ -5,6 +5,7 @@ latest runs with what they reclaimed."""
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,8 +19,8 @@ if TYPE_CHECKING:
 gc_app = typer.Typer(help="Garbage collection: reclaim blobs, files and uploads nothing refers to.",
                      no_args_is_help=True)
 
-COLUMNS = ["id", "status", "phase", "uploads_expired", "links_removed", "blobs_removed", "files_removed",
-           "bytes_reclaimed", "started_at", "finished_at"]
+COLUMNS = ["id", "status", "phase", "uploadsExpired", "linksRemoved", "blobsRemoved", "filesRemoved",
+           "bytesReclaimed", "startedAt", "finishedAt"]
 
 
 def _duration(text: str, option: str) -> Any:
@@ -89,8 +90,10 @@ def status(
 
 
 def _row(status: RunStatus) -> dict[str, Any]:
-    row = asdict(status)
-    for key in ("started_at", "updated_at", "finished_at"):
-        if row[key] is not None:
-            row[key] = row[key].isoformat()
+    from cargohold.management.fields import iso
+
+    row = {}
+    for key, value in asdict(status).items():
+        head, *rest = key.split("_")
+        row[head + "".join(part.title() for part in rest)] = iso(value) if isinstance(value, datetime) else value
     return row

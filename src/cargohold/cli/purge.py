@@ -112,5 +112,5 @@ def _report(plans: list[RepositoryPlan], dry_run: bool, output: Output | None) -
     for item in skipped:
         typer.echo(f"skipped (locked) {item}")
     typer.echo(f"{'Dry run: ' if dry_run else ''}{len(tags)} tags and {len(manifests)} manifests "
-               f"{verb}, {len(skipped)} locked items skipped")
+               f"{'would be deleted' if dry_run else 'deleted'}, {len(skipped)} locked items skipped")
 

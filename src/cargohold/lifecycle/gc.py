@@ -178,7 +178,7 @@ class Collector:
                 if following < len(PHASES):
                     values["phase"] = PHASES[following]
                 else:
-                    values.update(status=DONE, finished_at=utcnow(), holder=None, leased_until=None)
+                    values.update(status=DONE, phase=DONE, finished_at=utcnow(), holder=None, leased_until=None)
             changed = conn.execute(update(gc_runs).where(gc_runs.c.id == run_id, gc_runs.c.holder == self.holder)
                                    .values(**values)).rowcount
             if not changed:
