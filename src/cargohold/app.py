@@ -18,6 +18,7 @@ from cargohold.background import build_worker
 from cargohold.blobs.factory import store_from_url
 from cargohold.config import Settings
 from cargohold.db.engine import make_engine
+from cargohold.lifecycle.routes import RecycleBinRoutes
 from cargohold.management.routes import ManagementRoutes
 from cargohold.oci.errors import RegistryError
 from cargohold.kernel.context import RegistryContext
@@ -52,7 +53,8 @@ def create_app(settings: Settings) -> Starlette:
         registry_routes.pulls.flush()
 
     return Starlette(
-        routes=[*AuthRoutes(auth).routes(), *registry_routes.routes(), *AcrRoutes(ctx, auth).routes(),
+        routes=[*AuthRoutes(auth).routes(), *registry_routes.routes(), *RecycleBinRoutes(ctx, auth).routes(),
+                *AcrRoutes(ctx, auth).routes(),
                 *ManagementRoutes(ctx, auth, settings.domain, worker.wake).routes()],
         exception_handlers={
             RegistryError: registry_error_handler,

@@ -18,6 +18,7 @@ from cargohold.oci import mediatypes
 from cargohold.oci.errors import RegistryError, manifest_unknown, name_unknown
 from cargohold.registry import locks
 from cargohold.kernel.clock import utcnow
+from cargohold.lifecycle import recycle_bin
 from cargohold.lifecycle.tables import manifest_pulls
 from cargohold.registry.repositories import RepositoryRef, is_repository
 
@@ -113,6 +114,7 @@ def delete_repository(conn: Connection, ref: RepositoryRef) -> tuple[dict[str, l
     tag_names = list(conn.execute(select(tags.c.name).where(tags.c.repository_id == row.id)
                                   .order_by(tags.c.name)).scalars())
     upload_ids = list(conn.execute(select(uploads.c.id).where(uploads.c.repository_id == row.id)).scalars())
+    recycle_bin.keep_repository(conn, ref.registry_id, ref.name, row.id)
     conn.execute(delete(repositories).where(repositories.c.id == row.id))
     return {"manifestsDeleted": digests, "tagsDeleted": tag_names}, upload_ids
 

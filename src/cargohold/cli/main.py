@@ -13,6 +13,7 @@ from cargohold.cli.account import account_app
 from cargohold.cli.importing import import_image
 from cargohold.cli.lazy import lazy_group
 from cargohold.cli.login import login
+from cargohold.cli.manifest import manifest_app
 from cargohold.cli.options import MultiValueCommand
 from cargohold.cli.policies import config_app
 from cargohold.cli.purge import purge
@@ -48,6 +49,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(webhook_app, name="webhook")
 app.add_typer(replication_app, name="replication")
 app.add_typer(repository_app, name="repository")
+app.add_typer(manifest_app, name="manifest")
 
 
 @app.command("migrate")

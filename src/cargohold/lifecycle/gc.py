@@ -8,7 +8,8 @@ counts anything twice.
 2. `links`:   a blob pushed or mounted into a repository but named by none of its manifests, for longer than
               the grace period, is unlinked from it (this is what a deleted manifest leaves behind). Locked
               repositories are left alone.
-3. `blobs`:   a blob linked to no repository and named by no manifest is deleted, row and bytes.
+3. `blobs`:   a blob linked to no repository and named by no manifest (live or in the soft-delete recycle
+              bin) is deleted, row and bytes.
 4. `mark`:    files in the store without a `blobs` row are marked (first seen, last seen).
 5. `files`:   a marked file seen by this run and marked longer ago than the grace period is deleted.
 
@@ -45,7 +46,7 @@ from cargohold.db.engine import insert_missing, lock_digest, write_transaction
 from cargohold.db.tables import blobs, manifest_references, manifests, repositories, repository_blobs, uploads
 from cargohold.kernel.clock import utcnow
 from cargohold.kernel.context import RegistryContext
-from cargohold.lifecycle.tables import gc_marks, gc_runs
+from cargohold.lifecycle.tables import deleted_manifest_references, gc_marks, gc_runs
 from cargohold.oci.digest import Digest
 
 PHASES = ("uploads", "links", "blobs", "mark", "files")
@@ -315,7 +316,8 @@ def _unreferenced_link(cutoff: datetime) -> Any:
 
 def _unused_blob() -> Any:
     return and_(~exists().where(repository_blobs.c.digest == blobs.c.digest),
-                ~exists().where(manifest_references.c.digest == blobs.c.digest))
+                ~exists().where(manifest_references.c.digest == blobs.c.digest),
+                ~exists().where(deleted_manifest_references.c.digest == blobs.c.digest))
 
 
 def _aware(moment: datetime) -> datetime:

@@ -9,6 +9,7 @@ from cargohold.jobs.queue import Job
 from cargohold.jobs.worker import Handler
 from cargohold.kernel.context import RegistryContext
 from cargohold.lifecycle.gc import Collector, CollectorBusy, GcSettings
+from cargohold.lifecycle.recycle_bin import purge_expired
 from cargohold.lifecycle.retention import RETENTION_JOB, apply_retention
 from cargohold.lifecycle.schedule import Schedule
 
@@ -21,6 +22,8 @@ def retention_schedule() -> Schedule:
 
 
 class RetentionRunner:
+    """Applies the retention policies, then empties the soft-delete recycle bin of what is due."""
+
     def __init__(self, ctx: RegistryContext, schedule: Schedule) -> None:
         self.ctx = ctx
         self.schedule = schedule
@@ -31,6 +34,9 @@ class RetentionRunner:
         if report.deleted or report.spared:
             log.info("retention deleted %d untagged manifests (%d spared at the last moment)",
                      len(report.deleted), report.spared)
+        purged = await self.ctx.run(purge_expired, self.ctx)
+        if purged:
+            log.info("purged %d manifests from the recycle bin", purged)
 
 
 def gc_schedule() -> Schedule:

@@ -16,6 +16,7 @@ from cargohold.db.engine import lock_digest, write_transaction
 from cargohold.db.tables import blobs, manifest_references, manifests, repositories, repository_blobs, tags
 from cargohold.events.payload import CHART_DELETE, CHART_PUSH, DELETE, PUSH, RequestOrigin, Target, is_chart
 from cargohold.events.record import record_event
+from cargohold.lifecycle import recycle_bin
 from cargohold.oci import mediatypes
 from cargohold.oci.digest import Digest, is_digest
 from cargohold.oci.errors import (
@@ -226,6 +227,7 @@ def delete_manifest(ctx: RegistryContext, ref: RepositoryRef, reference: str,
                 check(conn, found.id)
             chart_version = conn.execute(select(tags.c.name).where(tags.c.manifest_id == found.id)
                                          .order_by(tags.c.name).limit(1)).scalar_one_or_none()
+            recycle_bin.keep_manifest(conn, ref.registry_id, ref.name, found.id)
             conn.execute(delete(manifests).where(manifests.c.id == found.id))
             tag_name = None
         else:
