@@ -68,7 +68,7 @@ class RepositoryPlan:
 def moment(text: str | None) -> datetime | None:
     if not text:
         return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+    return datetime.fromisoformat(text).astimezone(UTC)
 
 
 def _locked(item: dict[str, Any]) -> bool:

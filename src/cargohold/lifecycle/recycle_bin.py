@@ -26,11 +26,11 @@ from cargohold.events.record import record_event
 from cargohold.kernel.clock import utcnow
 from cargohold.kernel.context import RegistryContext
 from cargohold.lifecycle.tables import deleted_manifest_references, deleted_manifests
+from cargohold.oci.digest import Digest
 from cargohold.oci.errors import RegistryError, manifest_unknown
 from cargohold.registry import locks
 from cargohold.registry.blobs import link_blob
 from cargohold.registry.repositories import RepositoryRef, ensure_repository, touch_repository
-from cargohold.oci.digest import Digest
 
 _COPIED = ("digest", "media_type", "artifact_type", "subject_digest", "annotations", "size", "content",
            "config_media_type", "architecture", "os", "created_at")
