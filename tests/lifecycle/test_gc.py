@@ -83,7 +83,7 @@ def pulls_whole(client: httpx.Client, repository: str, image: Image, reference: 
 
 
 def test_gc_killed_midway_resumes_and_expires_uploads(gc_server: RunningServer) -> None:
-    orphans = [blob_bytes(f"orphan-{i}") for i in range(40)]
+    orphans = [blob_bytes(f"orphan-{i}") for i in range(24)]
     kept_image = image_from_layers([layer_tarball({"kept.txt": b"kept\n"})])
     with gc_server.client() as client:
         for blob in orphans:
