@@ -31,6 +31,7 @@ from cargohold.app import build_context
 from cargohold.config import Settings
 from cargohold.db.engine import make_engine
 from cargohold.lifecycle.gc import Collector, GcSettings
+from tests.events.conftest import start_server
 from tests.lifecycle.helpers import wait_until
 from tests.support.images import OCI_MANIFEST, Image, image_from_layers, layer_tarball, push_blob, sha256
 from tests.support.server import RunningServer
@@ -241,3 +242,18 @@ def test_gc_in_a_loop_under_traffic_loses_nothing_and_reclaims_orphans(gc_server
     checked = gc_server.fsck()
     assert checked.returncode == 0 and "0 damaged" in checked.stdout, checked.stdout
     assert "has no metadata" not in checked.stdout, checked.stdout
+
+
+def test_the_server_collects_on_its_schedule(tmp_path: Path) -> None:
+    """The `gc` job of the server's worker, sped up: an orphaned blob goes without anyone asking."""
+    server = start_server(RunningServer(tmp_path / "data"), {"CARGOHOLD_GC_INTERVAL_SECONDS": "1",
+                                                             "CARGOHOLD_GC_GRACE_SECONDS": "0"})
+    try:
+        orphan = blob_bytes("scheduled-orphan", 8192)
+        with server.client() as client:
+            push_blob(client, "gc/scheduled", orphan)
+            assert wait_until(lambda: client.head(f"/v2/gc/scheduled/blobs/{sha256(orphan)}").status_code == 404,
+                              timeout=60)
+        assert wait_until(lambda: sum(run["bytesReclaimed"] for run in status(server)) >= len(orphan), timeout=60)
+    finally:
+        server.stop()

@@ -156,7 +156,7 @@ class Collector:
                     links_removed=0, blobs_removed=0, files_removed=0, bytes_reclaimed=0, batches=0,
                     started_at=now, updated_at=now).returning(gc_runs.c.id)).scalar_one()
                 return int(run_id), False
-            if _aware(row.leased_until) > now and _alive(row.holder):
+            if row.holder != self.holder and _aware(row.leased_until) > now and _alive(row.holder):
                 raise CollectorBusy(RunStatus.of(row))
             conn.execute(update(gc_runs).where(gc_runs.c.id == row.id)
                          .values(holder=self.holder, leased_until=now + self.settings.lease, updated_at=now))

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
+from functools import partial
 
 from cargohold.jobs.queue import Job
 from cargohold.jobs.worker import Handler
 from cargohold.kernel.context import RegistryContext
-from cargohold.lifecycle.gc import Collector, CollectorBusy, GcSettings
+from cargohold.lifecycle.gc import RUNNING, Collector, CollectorBusy, GcSettings, holder_name
 from cargohold.lifecycle.recycle_bin import purge_expired
 from cargohold.lifecycle.retention import RETENTION_JOB, apply_retention
 from cargohold.lifecycle.schedule import Schedule
 
 GC_JOB = "gc"
+SLICE_SECONDS = 10.0
 log = logging.getLogger(__name__)
 
 
@@ -45,21 +48,30 @@ def gc_schedule() -> Schedule:
 
 
 class GcRunner:
-    """Runs (or resumes) a collection; if another collector holds the run, leaves it to that one."""
+    """Runs (or resumes) a collection in slices of `SLICE_SECONDS`, so a stopping worker never waits long for
+    it: an unfinished run is continued by the next job, enqueued at once. If another collector holds the run,
+    leaves it to that one."""
 
     def __init__(self, ctx: RegistryContext, schedule: Schedule) -> None:
         self.ctx = ctx
         self.schedule = schedule
+        self.holder = holder_name()
 
     async def __call__(self, job: Job) -> None:
-        await self.ctx.run(self.schedule.next_after, self.ctx.engine, job)
+        deadline = time.monotonic() + SLICE_SECONDS
+        collector = Collector(self.ctx, GcSettings.from_env(), holder=self.holder,
+                              stop=lambda: time.monotonic() > deadline)
+        unfinished = False
         try:
-            status = await self.ctx.run(Collector(self.ctx, GcSettings.from_env()).run)
+            status = await self.ctx.run(collector.run)
         except CollectorBusy as busy:
             log.info("%s; leaving it to that collector", busy)
-            return
-        log.info("garbage collection run %d: %d blobs and %d files removed, %d bytes reclaimed", status.id,
-                 status.blobs_removed, status.files_removed, status.bytes_reclaimed)
+        else:
+            unfinished = status.status == RUNNING
+            if not unfinished:
+                log.info("garbage collection run %d: %d blobs and %d files removed, %d bytes reclaimed",
+                         status.id, status.blobs_removed, status.files_removed, status.bytes_reclaimed)
+        await self.ctx.run(partial(self.schedule.next_after, self.ctx.engine, job, soon=unfinished))
 
 
 def lifecycle_jobs(ctx: RegistryContext) -> tuple[dict[str, Handler], list[Callable[[], None]]]:

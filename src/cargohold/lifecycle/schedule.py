@@ -38,13 +38,14 @@ class Schedule:
                 enqueue(conn, self.kind, {}, ordering_key=self.kind, max_attempts=3,
                         run_after=utcnow() + self.first_delay)
 
-    def next_after(self, engine: Engine, job: Job) -> None:
-        """Called by the running job: enqueue the next run unless one is pending already."""
+    def next_after(self, engine: Engine, job: Job, *, soon: bool = False) -> None:
+        """Called by the running job: enqueue the next run (at once with `soon`, to continue unfinished work)
+        unless one is pending already."""
         with write_transaction(engine, signal=False) as conn:
             lock_name(conn, f"schedule:{self.kind}")
             if not self._pending(conn, job.id):
                 enqueue(conn, self.kind, {}, ordering_key=self.kind, max_attempts=3,
-                        run_after=utcnow() + self.interval)
+                        run_after=utcnow() + (timedelta(0) if soon else self.interval))
 
     def _pending(self, conn: Connection, other_than: int | None) -> bool:
         query = select(jobs.c.id).where(jobs.c.kind == self.kind, jobs.c.status == PENDING)
