@@ -22,21 +22,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from sqlalchemy import insert  # noqa: E402
+from sqlalchemy import insert
 
-from cargohold.app import build_context  # noqa: E402
-from cargohold.config import Settings  # noqa: E402
-from cargohold.db.engine import write_transaction  # noqa: E402
-from cargohold.db.migrate import upgrade  # noqa: E402
-from cargohold.db.tables import blobs  # noqa: E402
-from cargohold.kernel.clock import utcnow  # noqa: E402
-from cargohold.lifecycle.gc import Collector, GcSettings  # noqa: E402
-from cargohold.oci.digest import Digest  # noqa: E402
+from cargohold.app import build_context
+from cargohold.config import Settings
+from cargohold.db.engine import write_transaction
+from cargohold.db.migrate import upgrade
+from cargohold.db.tables import blobs
+from cargohold.kernel.clock import utcnow
+from cargohold.lifecycle.gc import Collector, GcSettings
+from cargohold.oci.digest import Digest
 
 
 def put(ctx, data: bytes) -> str:  # type: ignore[no-untyped-def]
     digest = Digest("sha256", hashlib.sha256(data).hexdigest())
-    upload_id = hashlib.md5(data).hexdigest()  # noqa: S324 - a name, not a hash of anything secret
+    upload_id = hashlib.md5(data).hexdigest()
     ctx.store.start_upload(upload_id)
     writer = ctx.store.open_upload(upload_id, 0)
     writer.write([data])
