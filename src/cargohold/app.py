@@ -18,6 +18,7 @@ from cargohold.background import build_worker
 from cargohold.blobs.factory import store_from_url
 from cargohold.config import Settings
 from cargohold.db.engine import make_engine
+from cargohold.lifecycle.routes import RecycleBinRoutes
 from cargohold.management.routes import ManagementRoutes
 from cargohold.oci.errors import RegistryError
 from cargohold.kernel.context import RegistryContext
@@ -56,6 +57,7 @@ def create_app(settings: Settings, observability: ObservabilitySettings | None =
 
     worker, delivery = build_worker(ctx, auth.sealer, data_dir=settings.data_dir)
     management = ManagementRoutes(ctx, auth, settings.domain, worker.wake)
+    registry_routes = RegistryRoutes(ctx, auth)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -66,9 +68,10 @@ def create_app(settings: Settings, observability: ObservabilitySettings | None =
             await working
             await delivery.close()
         audit.flush()
+        registry_routes.pulls.flush()
 
     starlette = Starlette(
-        routes=[*AuthRoutes(auth).routes(), *RegistryRoutes(ctx, auth).routes(),
+        routes=[*AuthRoutes(auth).routes(), *registry_routes.routes(), *RecycleBinRoutes(ctx, auth).routes(),
                 *ReplicationRoutes(ctx, auth).routes(), *AcrRoutes(ctx, auth).routes(),
                 *TaskRoutes(ctx, auth, management, worker.wake).routes(), *management.routes()],
         exception_handlers={

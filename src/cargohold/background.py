@@ -3,11 +3,13 @@ process unless told not to; `cargohold worker` runs one on its own."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from cargohold.events.delivery import DeliverySettings, WebhookDelivery
 from cargohold.events.record import WEBHOOK_JOB
 from cargohold.jobs.worker import Handler, JobWorker, WorkerSettings
+from cargohold.lifecycle.jobs import lifecycle_jobs
 from cargohold.management.import_jobs import IMPORT_JOB, ImportRunner
 from cargohold.kernel.context import RegistryContext
 from cargohold.replication.copying import Replicator
@@ -22,9 +24,13 @@ def build_worker(ctx: RegistryContext, sealer: Sealer, *, data_dir: Path | None 
     only that pool's runs and nothing else."""
     delivery = WebhookDelivery(ctx, sealer, DeliverySettings.from_env())
     handlers: dict[str, Handler] = {} if agent_pool else {WEBHOOK_JOB: delivery, IMPORT_JOB: ImportRunner(ctx, sealer)}
+    chores: list[Callable[[], None]] = [] if agent_pool else [delivery.prune]
     if not agent_pool:
         replicator = Replicator(ctx, RegionStores(ctx.engine, sealer, ctx.region, ctx.store))
         handlers.update(replicator.handlers())
+        lifecycle_handlers, lifecycle_chores = lifecycle_jobs(ctx)
+        handlers.update(lifecycle_handlers)
+        chores += lifecycle_chores
     handlers.update(make_handlers(ctx, sealer, data_dir, agent_pool))
-    worker = JobWorker(ctx, handlers, WorkerSettings.from_env(), housekeeping=[delivery.prune])
+    worker = JobWorker(ctx, handlers, WorkerSettings.from_env(), housekeeping=chores)
     return worker, delivery

@@ -18,6 +18,8 @@ from cargohold.oci import jsonbody, mediatypes
 from cargohold.oci.errors import RegistryError, manifest_unknown, name_unknown
 from cargohold.registry import locks
 from cargohold.kernel.clock import utcnow
+from cargohold.lifecycle import recycle_bin
+from cargohold.lifecycle.tables import manifest_pulls
 from cargohold.registry.repositories import RepositoryRef, is_repository
 
 ATTRIBUTES = {"deleteEnabled": "delete_enabled", "writeEnabled": "write_enabled", "readEnabled": "read_enabled",
@@ -112,6 +114,7 @@ def delete_repository(conn: Connection, ref: RepositoryRef) -> tuple[dict[str, l
     tag_names = list(conn.execute(select(tags.c.name).where(tags.c.repository_id == row.id)
                                   .order_by(tags.c.name)).scalars())
     upload_ids = list(conn.execute(select(uploads.c.id).where(uploads.c.repository_id == row.id)).scalars())
+    recycle_bin.keep_repository(conn, ref.registry_id, ref.name, row.id)
     conn.execute(delete(repositories).where(repositories.c.id == row.id))
     return {"manifestsDeleted": digests, "tagsDeleted": tag_names}, upload_ids
 
@@ -173,7 +176,10 @@ _MANIFEST_COLUMNS = (manifests.c.id, manifests.c.digest, manifests.c.size, manif
                      manifests.c.config_media_type, manifests.c.architecture, manifests.c.os, manifests.c.content,
                      manifests.c.created_at, manifests.c.updated_at, manifests.c.delete_enabled,
                      manifests.c.write_enabled, manifests.c.read_enabled, manifests.c.list_enabled,
-                     manifests.c.quarantine_state, manifests.c.quarantine_details, manifests.c.repository_id)
+                     manifests.c.quarantine_state, manifests.c.quarantine_details, manifests.c.repository_id,
+                     manifests.c.subject_digest,
+                     select(manifest_pulls.c.last_pulled_at).where(manifest_pulls.c.manifest_id == manifests.c.id)
+                     .scalar_subquery().label("last_pulled_at"))
 
 
 def _manifest_json(conn: Connection, row: Any, *, listing: bool = False) -> dict[str, Any]:
@@ -194,6 +200,10 @@ def _manifest_json(conn: Connection, row: Any, *, listing: bool = False) -> dict
                            "tags": tag_names, "changeableAttributes": changeable}
     if row.media_type in mediatypes.INDEX_TYPES:
         out["references"] = _references(row.content)
+    if row.subject_digest:
+        out["subjectDigest"] = row.subject_digest
+    if row.last_pulled_at is not None:
+        out["lastPullTime"] = iso(row.last_pulled_at)
     return out
 
 

@@ -14,8 +14,10 @@ from cargohold.cli.check_health import check_health
 from cargohold.cli.importing import import_image
 from cargohold.cli.lazy import lazy_group
 from cargohold.cli.login import login
+from cargohold.cli.manifest import manifest_app
 from cargohold.cli.options import MultiValueCommand
 from cargohold.cli.policies import config_app
+from cargohold.cli.purge import purge
 from cargohold.cli.replication import replication_app
 from cargohold.cli.repository import app as repository_app
 from cargohold.cli.tasks import agentpool_app, task_app
@@ -34,6 +36,7 @@ DATABASE_COMMANDS = {
     "identity": ("cargohold.cli.access", "identity_app"),
     "network-rule": ("cargohold.cli.access", "network_rule_app"),
     "keys": ("cargohold.cli.access", "keys_app"),
+    "gc": ("cargohold.cli.gc", "gc_app"),
 }
 """Commands that open the metadata database themselves; loaded when named."""
 
@@ -44,7 +47,7 @@ app.command("login")(login)
 app.command("check-health")(check_health)
 for name, command in (("create", registry.create), ("show", registry.show), ("list", registry.list_registries),
                       ("update", registry.update), ("delete", registry.delete), ("check-name", registry.check_name),
-                      ("show-usage", registry.show_usage), ("import", import_image)):
+                      ("show-usage", registry.show_usage), ("import", import_image), ("purge", purge)):
     app.command(name, cls=MultiValueCommand)(command)
 app.add_typer(account_app, name="account")
 app.add_typer(config_app, name="config")
@@ -55,6 +58,7 @@ app.command("build")(build_command)
 app.command("run")(run_command)
 app.add_typer(task_app, name="task")
 app.add_typer(agentpool_app, name="agentpool")
+app.add_typer(manifest_app, name="manifest")
 
 
 @app.command("migrate")

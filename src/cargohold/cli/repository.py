@@ -211,3 +211,12 @@ def untag(server: Server, image: Annotated[str, typer.Option(help="repo:tag")], 
     repo, tag = _split_image(image)
     Api(server, username, password, ca_file).call("DELETE", f"/acr/v1/{repo}/_tags/{quote(tag)}")
     typer.echo(f"untagged {image}")
+
+
+@app.command("list-deleted")
+def list_deleted(server: Server, username: Username = None, password: Password = None, ca_file: CaFile = None,
+                 output: OutputOption = None) -> None:
+    """Repositories with manifests in the soft-delete recycle bin (as `az acr repository list-deleted`)."""
+    api = Api(server, username, password, ca_file)
+    emit(api.call("GET", "/acr/v1/_deleted/_repositories").json()["repositories"], output,
+         ["name", "deletedManifests", "lastDeletedTime", "repositoryExists"])

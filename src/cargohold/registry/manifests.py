@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,10 +12,11 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from cargohold.db.engine import write_transaction
+from cargohold.db.engine import lock_digest, write_transaction
 from cargohold.db.tables import blobs, manifest_references, manifests, repositories, repository_blobs, tags
 from cargohold.events.payload import CHART_DELETE, CHART_PUSH, DELETE, PUSH, RequestOrigin, Target, is_chart
 from cargohold.events.record import record_event
+from cargohold.lifecycle import recycle_bin
 from cargohold.oci import jsonbody, mediatypes
 from cargohold.oci.digest import Digest, is_digest
 from cargohold.oci.errors import (
@@ -136,6 +138,8 @@ def _store_manifest(conn: Connection, ref: RepositoryRef, digest: str, body: byt
     now = utcnow()
     repository_id = ensure_repository(conn, ref, now)
     locks.check_repository_writable(conn, repository_id)
+    for blob_digest in sorted({d.digest for d in parsed.blob_references()}):
+        lock_digest(conn, blob_digest)
     _check_references(conn, repository_id, parsed)
     manifest_id = conn.execute(
         select(manifests.c.id).where(manifests.c.repository_id == repository_id, manifests.c.digest == digest)
@@ -203,9 +207,12 @@ def _point_tag(conn: Connection, repository_id: int, tag_name: str, manifest_id:
 
 
 def delete_manifest(ctx: RegistryContext, ref: RepositoryRef, reference: str,
-                    origin: RequestOrigin | None = None) -> None:
+                    origin: RequestOrigin | None = None,
+                    check: Callable[[Connection, int], None] | None = None) -> None:
     """By digest: the manifest and every tag on it. By tag: only the tag (OCI Distribution 1.1). Locks hold.
-    Either way one `delete` (or `chart_delete`) event is recorded."""
+    Either way one `delete` (or `chart_delete`) event is recorded. `check(conn, manifest_id)`, if given, runs
+    inside the transaction before a delete by digest and may raise to call it off (retention re-checks there
+    that the manifest is still untagged and unprotected)."""
     with write_transaction(ctx.engine) as conn:
         repository_id = find_repository_id(conn, ref)
         if repository_id is None:
@@ -218,8 +225,11 @@ def delete_manifest(ctx: RegistryContext, ref: RepositoryRef, reference: str,
             if found is None:
                 raise manifest_unknown(reference)
             locks.check_manifest_deletable(conn, found.id)
+            if check is not None:
+                check(conn, found.id)
             chart_version = conn.execute(select(tags.c.name).where(tags.c.manifest_id == found.id)
                                          .order_by(tags.c.name).limit(1)).scalar_one_or_none()
+            recycle_bin.keep_manifest(conn, ref.registry_id, ref.name, found.id)
             conn.execute(delete(manifests).where(manifests.c.id == found.id))
             tag_name = None
         else:

@@ -21,6 +21,7 @@ from cargohold.oci.manifest import MAX_MANIFEST_BYTES
 from cargohold.oci.reference import validate_name, validate_tag
 from cargohold.registry import blobs, listing, manifests
 from cargohold.kernel.context import RegistryContext
+from cargohold.lifecycle.pulls import PullRecorder
 from cargohold.registry.http import (
     API_VERSION,
     JSON,
@@ -61,6 +62,7 @@ class RegistryRoutes:
         self.ctx = ctx
         self.auth = auth
         self.uploads = Uploads(ctx)
+        self.pulls = PullRecorder(ctx.engine)
 
     async def _repository(self, request: Request, *actions: str) -> tuple[RepositoryRef, Access]:
         """Validate the name in the path and authorize `actions` on it.
@@ -209,6 +211,7 @@ class RegistryRoutes:
             headers["Content-Length"] = str(len(found.content))
             return Response(None, 200, headers, media_type=found.media_type)
         self.auth.record_pull(access, ref.name, reference)
+        self.pulls.record(ref.registry_id, ref.name, found.digest)
         return Response(found.content, 200, headers, media_type=found.media_type)
 
     async def put_manifest(self, request: Request) -> Response:

@@ -4,6 +4,7 @@ from alembic import context
 import cargohold.auth.tables
 import cargohold.events.tables
 import cargohold.jobs.tables
+import cargohold.lifecycle.tables
 import cargohold.management.tables
 import cargohold.replication.tables
 import cargohold.tasks.tables  # noqa: F401
