@@ -39,7 +39,8 @@ def arm(server: RunningServer) -> Iterator[httpx.Client]:
 def arm_error(response: httpx.Response, status: int = 400) -> dict[str, str]:
     assert response.status_code == status, response.text
     error = response.json()["error"]
-    assert set(error) == {"code", "message"} and error["message"]
+    assert set(error) <= {"code", "message", "additionalInfo"} and error["code"] and error["message"]
+    assert [info["type"] for info in error.get("additionalInfo", [])] == ["RequestId"]
     return error
 
 
