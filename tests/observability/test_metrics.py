@@ -76,6 +76,9 @@ def test_series_after_traffic_add_up_over_two_workers(two_workers: RunningServer
 
     samples = wait_for(two_workers.url, "cargohold_http_request_duration_seconds_count", PULLS,
                        route=MANIFEST_ROUTE, method="GET", status="200")
+    samples = wait_for(two_workers.url, "cargohold_http_request_duration_seconds_count", 1,
+                       route=MANIFEST_ROUTE, method="GET", status="404")
+    samples = wait_for(two_workers.url, "cargohold_auth_failures_total", 1, reason="bad_credentials")
     labels = {"route": MANIFEST_ROUTE, "method": "GET", "status": "200"}
     assert series(samples, "cargohold_http_request_duration_seconds_count", **labels) == PULLS
     assert series(samples, "cargohold_http_request_duration_seconds_bucket", le="+Inf", **labels) == PULLS
