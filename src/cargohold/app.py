@@ -50,7 +50,8 @@ def create_app(settings: Settings) -> Starlette:
         audit.flush()
 
     return Starlette(
-        routes=[*AuthRoutes(auth).routes(), *RegistryRoutes(ctx, auth).routes(), *AcrRoutes(ctx, auth).routes(),
+        # /v2/ first, manifest reads at its head: Starlette tries routes in order, and that is the pull hot path.
+        routes=[*RegistryRoutes(ctx, auth).routes(), *AuthRoutes(auth).routes(), *AcrRoutes(ctx, auth).routes(),
                 *ManagementRoutes(ctx, auth, settings.domain, worker.wake).routes()],
         exception_handlers={
             RegistryError: registry_error_handler,
