@@ -101,6 +101,8 @@ class AzureUploadWriter:
     """Stages blocks in the background, a few at once (`OverlappedSends`); `finish` waits for them, then
     commits the block list."""
 
+    batch_bytes = 8 * 1024 * 1024
+
     def __init__(self, blob: BlobClient, blocks: list[str], offset: int, etag: str) -> None:
         self._blob = blob
         self._blocks = blocks

@@ -28,6 +28,8 @@ _SYNC_FILE_RANGE_WRITE = 2
 class FileUploadWriter:
     """Appends to one staged upload; `finish` makes the bytes durable and reports the new size."""
 
+    batch_bytes = 1024 * 1024
+
     def __init__(self, fd: int, offset: int) -> None:
         self._fd = fd
         self.size = offset

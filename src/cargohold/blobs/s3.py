@@ -83,6 +83,8 @@ class S3UploadWriter:
     """PUTs pieces in the background, a few at once (`OverlappedSends`); a gap left by a piece that never
     arrived ends the chain there, so nothing past it counts."""
 
+    batch_bytes = 8 * 1024 * 1024
+
     def __init__(self, store: S3BlobStore, upload_id: str, offset: int) -> None:
         self._store = store
         self._upload_id = upload_id

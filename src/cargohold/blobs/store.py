@@ -56,6 +56,10 @@ class StoredBlob:
 
 class UploadWriter(Protocol):
     size: int
+    batch_bytes: int
+    """How many bytes the caller should gather before each `write`: small for a local file (the pipeline
+    overlaps best), several MiB for a cloud store (each write is at least one request, and S3 copies only
+    pieces of 5 MiB or more server-side)."""
 
     def write(self, pieces: Sequence[bytes | memoryview]) -> None:
         """Append the pieces in order. Pieces may be empty; the list may be empty."""
