@@ -38,7 +38,7 @@ class RunInfo:
     token_connections: int = 8
     load_at_end: str = ""
     pushes_alternated: bool = False
-    """Push runs alternated between cargohold and Distribution (both servers up), not one target after the other."""
+    """Push runs alternated between cargohold and Distribution (both up), not one target after the other."""
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -407,7 +407,12 @@ def _detail_tables(results: list[TargetResult], info: RunInfo) -> list[str]:
         ]
     )
     lines += _table(
-        ["target", "monolithic", f"chunked ({info.chunk_size >> 20} MiB PATCH)", "4 parallel monolithic, aggregate"],
+        [
+            "target",
+            "monolithic",
+            f"chunked ({info.chunk_size >> 20} MiB PATCH)",
+            "4 parallel monolithic, aggregate",
+        ],
         push_rows,
     )
     lines += [f"## Manifest by tag, {info.load_connections} connections (req/s, p99 ms)", ""]

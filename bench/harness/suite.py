@@ -198,7 +198,9 @@ def _parallel_push_rate(client: RegistryClient, ctx: BenchContext, run: int) -> 
     for _, digest in variants:
         response = client.http.head(f"/v2/{PUSH_REPO}/blobs/{digest}")
         if response.status_code != 200:
-            raise measure.MeasurementError(f"parallel push of {digest}: HEAD says HTTP {response.status_code}")
+            raise measure.MeasurementError(
+                f"parallel push of {digest}: HEAD says HTTP {response.status_code}"
+            )
     return sum(item.size for item in ctx.parallel.sources) / seconds
 
 
