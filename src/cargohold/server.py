@@ -64,7 +64,9 @@ def run_granian_embedded(host: str, port: int, cert: Path | None, key: Path | No
     from granian.server.embed import Server
 
     from cargohold.app import create_app_from_env
+    from cargohold.prepare import prepare_from_env
 
+    prepare_from_env()
     os.chdir(os.environ.get("CARGOHOLD_DATA_DIR", "/"))
     server = Server(create_app_from_env, address=host, port=port, interface=Interfaces.ASGI, factory=True, ssl_cert=cert,
                     ssl_key=key, ssl_protocol_min=SSLProtocols.tls12, log_access=False, backlog=2048)

@@ -24,3 +24,10 @@ def test_a_fresh_database_is_migrated_and_then_recognised_as_current(tmp_path: P
     upgrade(url)
     assert is_current(url)
     upgrade(url)
+
+
+def test_settings_and_the_engine_agree_on_the_embedded_database(tmp_path: Path) -> None:
+    from cargohold import config
+    from cargohold.db import engine
+
+    assert config.sqlite_url(tmp_path) == engine.sqlite_url(tmp_path)

@@ -1,5 +1,6 @@
-"""`cargohold serve`: migrate the metadata database, bootstrap, then become the HTTP server (see
-`cargohold.server`)."""
+"""`cargohold serve`: check the options and the blob store, then become the HTTP server (see
+`cargohold.server`), which migrates and bootstraps the metadata database before it listens (`cargohold.prepare`;
+with several worker processes `serve` does that itself first)."""
 
 from __future__ import annotations
 
@@ -63,31 +64,26 @@ def serve(
         raise typer.BadParameter(f"{host} is not a loopback address: use --tls-cert/--tls-key or --tls self-signed, "
                                  "or accept plain HTTP with --insecure-http", param_hint="--host")
 
-    from cargohold.auth.bootstrap import bootstrap
-    from cargohold.db.engine import make_engine
-    from cargohold.db.migrate import upgrade
-    from cargohold.security.master_key import load_sealer
+    from cargohold.prepare import PREPARE_ENV, prepare
 
     _check_store(settings)
     settings.remember_backends()
-    upgrade(settings.db_url)
-    engine = make_engine(settings.db_url)
-    started = bootstrap(engine, load_sealer(settings.data_dir), settings.data_dir, registry_name,
-                        f"{registry_name}.{domain}".lower())
-    engine.dispose()
-    if started.credentials_file is not None:
-        typer.echo(f"created an Owner service principal; its credentials are in {started.credentials_file}", err=True)
     scheme = "https" if cert else "http"
     write_server_file(settings.data_dir, scheme, host, port, ca)
-    typer.echo(f"cargohold serving registry {started.registry.name} ({started.registry.login_server}) from "
-               f"{settings.data_dir} on {scheme}://{_url_host(host)}:{port}", err=True)
+    where = f"{settings.data_dir} on {scheme}://{_url_host(host)}:{port}"
+    login_server = f"{registry_name}.{domain}".lower()
+    environment = {**os.environ, **SERVER_ENVIRONMENT, **settings.to_env()}
+    if server is ServerKind.granian and workers == 1 and os.environ.get("CARGOHOLD_GRANIAN_PROCESSES") != "1":
+        environment[PREPARE_ENV] = f"{registry_name}\n{login_server}\n{where}"
+    else:
+        prepare(settings, registry_name, login_server, where)
     argv = [sys.executable, "-m", "cargohold.server", "--host", host, "--port", str(port), "--workers", str(workers),
             "--kind", server.value]
     if cert is not None and key is not None:
         argv += ["--cert", str(cert), "--key", str(key)]
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, argv, {**os.environ, **SERVER_ENVIRONMENT, **settings.to_env()})
+    os.execve(sys.executable, argv, environment)
 
 
 def _check_store(settings: Settings) -> None:

@@ -1,0 +1,43 @@
+"""Bring a data directory's metadata database to the newest schema and bootstrap it (first start: the default
+registry, keys, the Owner). Run by the server process itself before it listens when it serves alone (its app
+imports already hold everything this needs, so start-up pays for them once), else by `serve` before it execs
+the server."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from cargohold.config import Settings
+
+PREPARE_ENV = "CARGOHOLD_PREPARE"
+"""Set by `serve` for a server that prepares the database itself: registry name, login server and the
+address it serves on, one a line."""
+
+
+def prepare(settings: Settings, registry_name: str, login_server: str, where: str) -> None:
+    from cargohold.auth.bootstrap import bootstrap
+    from cargohold.db.engine import make_engine
+    from cargohold.db.migrate import upgrade
+    from cargohold.security.master_key import load_sealer
+
+    upgrade(settings.db_url)
+    engine = make_engine(settings.db_url)
+    try:
+        started = bootstrap(engine, load_sealer(settings.data_dir), settings.data_dir, registry_name, login_server)
+    finally:
+        engine.dispose()
+    if started.credentials_file is not None:
+        print(f"created an Owner service principal; its credentials are in {started.credentials_file}",
+              file=sys.stderr)
+    print(f"cargohold serving registry {started.registry.name} ({started.registry.login_server}) from {where}",
+          file=sys.stderr, flush=True)
+
+
+def prepare_from_env() -> None:
+    """What `serve` asked this server process to prepare (nothing when it prepared the database itself)."""
+    request = os.environ.pop(PREPARE_ENV, "")
+    if not request:
+        return
+    registry_name, login_server, where = (request.split("\n") + ["", "", ""])[:3]
+    prepare(Settings.from_env(), registry_name, login_server, where)
