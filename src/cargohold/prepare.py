@@ -6,6 +6,7 @@ the server."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
 from cargohold.config import Settings
@@ -35,9 +36,26 @@ def prepare(settings: Settings, registry_name: str, login_server: str, where: st
 
 
 def prepare_from_env() -> None:
-    """What `serve` asked this server process to prepare (nothing when it prepared the database itself)."""
+    """What `serve` asked this server process to prepare (nothing when it prepared the database itself).
+
+    A database that is not at the newest schema is migrated by a child process, so that Alembic (about 12 MB,
+    needed only then) never stays loaded in the long-lived server."""
     request = os.environ.pop(PREPARE_ENV, "")
     if not request:
         return
+    from cargohold.db.migrate import is_current
+
+    settings = Settings.from_env()
+    if not is_current(settings.db_url):
+        migration = subprocess.run([sys.executable, "-m", "cargohold.prepare"], stdin=subprocess.DEVNULL,
+                                   check=False)
+        if migration.returncode != 0:
+            sys.exit(f"error: migrating the metadata database failed (exit status {migration.returncode})")
     registry_name, login_server, where = (request.split("\n") + ["", "", ""])[:3]
-    prepare(Settings.from_env(), registry_name, login_server, where)
+    prepare(settings, registry_name, login_server, where)
+
+
+if __name__ == "__main__":
+    from cargohold.db.migrate import upgrade
+
+    upgrade(Settings.from_env().db_url)

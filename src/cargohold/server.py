@@ -68,8 +68,8 @@ def run_granian_embedded(host: str, port: int, cert: Path | None, key: Path | No
 
     prepare_from_env()
     os.chdir(os.environ.get("CARGOHOLD_DATA_DIR", "/"))
-    server = Server(create_app_from_env, address=host, port=port, interface=Interfaces.ASGI, factory=True, ssl_cert=cert,
-                    ssl_key=key, ssl_protocol_min=SSLProtocols.tls12, log_access=False, backlog=2048)
+    server = Server(create_app_from_env, address=host, port=port, interface=Interfaces.ASGI, factory=True,
+                    ssl_cert=cert, ssl_key=key, ssl_protocol_min=SSLProtocols.tls12, log_access=False, backlog=2048)
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()
