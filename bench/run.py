@@ -29,11 +29,13 @@ from harness.procs import RssSampler, ServerStartError, raise_on_sigterm
 from harness.suite import (
     TOKEN_CONNECTIONS,
     BenchContext,
+    ParallelSources,
     PushSource,
     TargetResult,
     bench_registry,
     bench_static,
     make_random_file,
+    push_duel,
 )
 
 ALL_TARGETS = ("cargohold", "distribution", "nginx")
@@ -92,6 +94,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="repetitions of each throughput test")
     parser.add_argument("--streams", type=int, default=8, help="concurrent streams for parallel GET")
     parser.add_argument("--chunk-mib", type=int, default=8, help="PATCH size for the chunked push")
+    parser.add_argument(
+        "--no-parallel-push", action="store_true", help="skip the 4 parallel monolithic pushes"
+    )
+    parser.add_argument(
+        "--sequential-push",
+        action="store_true",
+        help="measure pushes inside each target's turn instead of alternating cargohold and Distribution",
+    )
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk/hey load test")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up before each load test")
     parser.add_argument("--connections", type=int, default=32, help="connections for wrk/hey")
@@ -147,7 +157,53 @@ def start_target(
     return servers.start_nginx(workdir, ctx.blob_path, ctx.image.manifest, args.ready_timeout)
 
 
-def bench_target(name: str, scratch: Path, args: argparse.Namespace, ctx: BenchContext) -> TargetResult:
+def bench_pushes(scratch: Path, args: argparse.Namespace, ctx: BenchContext) -> dict[str, TargetResult]:
+    """Run cargohold and Distribution side by side (each idle while the other pushes) and alternate their
+    push measurements run by run; RSS is sampled throughout. Returns the push results by target name."""
+    names = [name for name in args.targets if name in ("cargohold", "distribution")]
+    running: list[tuple[servers.RunningServer, RssSampler]] = []
+    log(f"== pushes, alternating between {' and '.join(names)}")
+    try:
+        for name in names:
+            workdir = scratch / f"{name}-push"
+            workdir.mkdir()
+            server = start_target(name, workdir, args, ctx)
+            sampler = RssSampler(server.process.pid)
+            sampler.start()
+            running.append((server, sampler))
+        results = push_duel([server for server, _ in running], ctx)
+    except (ServerStartError, OSError) as exc:
+        log(f"== pushes: could not start a server: {exc}")
+        return {}
+    finally:
+        for server, sampler in running:
+            sampler.stop()
+            server.stop()
+    for server, sampler in running:
+        result = results[server.name]
+        result.peak_rss_bytes = sampler.peak_bytes
+        result.peak_rss_processes = sampler.peak_processes
+        if result.errors:
+            log(f"== {server.name}: server log tail:\n{server.process.log_tail()}")
+    return results
+
+
+def merge_pushes(result: TargetResult, pushed: TargetResult | None) -> TargetResult:
+    if pushed is None:
+        return result
+    result.push_monolithic = pushed.push_monolithic
+    result.push_chunked = pushed.push_chunked
+    result.push_parallel = pushed.push_parallel
+    result.errors.update(pushed.errors)
+    if pushed.peak_rss_bytes is not None and (result.peak_rss_bytes or 0) < pushed.peak_rss_bytes:
+        result.peak_rss_bytes = pushed.peak_rss_bytes
+        result.peak_rss_processes = pushed.peak_rss_processes
+    return result
+
+
+def bench_target(
+    name: str, scratch: Path, args: argparse.Namespace, ctx: BenchContext, pushes: bool = True
+) -> TargetResult:
     """Start one server, benchmark it while sampling its RSS, and always stop it again."""
     workdir = scratch / name
     workdir.mkdir()
@@ -161,7 +217,7 @@ def bench_target(name: str, scratch: Path, args: argparse.Namespace, ctx: BenchC
     try:
         sampler.start()
         log(f"== {name}: ready at {server.base_url} after {server.startup_s:.2f}s (pid {server.process.pid})")
-        result = bench_registry(server, ctx) if server.is_registry else bench_static(server, ctx)
+        result = bench_registry(server, ctx, pushes) if server.is_registry else bench_static(server, ctx)
     finally:
         sampler.stop()
         server.stop()
@@ -190,6 +246,7 @@ def build_context(scratch: Path, args: argparse.Namespace) -> BenchContext:
         warmup_s=args.warmup,
         script_dir=scratch,
     )
+    parallel = None if args.no_parallel_push else ParallelSources(push_source, scratch)
     ctx = BenchContext(
         blob_path=blob_path,
         blob_digest=blob_digest,
@@ -203,6 +260,7 @@ def build_context(scratch: Path, args: argparse.Namespace) -> BenchContext:
         tag_latency_runs=args.tag_latency_runs,
         load=load,
         log=log,
+        parallel=parallel,
     )
     return ctx
 
@@ -251,7 +309,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> str:
             stack.callback(shutil.rmtree, scratch, ignore_errors=True)
         ctx = build_context(scratch, args)
         refs = measure_references(ctx, scratch, args.runs)
-        results = [bench_target(name, scratch, args, ctx) for name in args.targets]
+        alternate = not args.sequential_push and {"cargohold", "distribution"} <= set(args.targets)
+        pushed = bench_pushes(scratch, args, ctx) if alternate else {}
+        results = [
+            merge_pushes(bench_target(name, scratch, args, ctx, pushes=not alternate), pushed.get(name))
+            for name in args.targets
+        ]
     info = report.RunInfo(
         started_at=started_at,
         command=shlex.join(["python", "bench/run.py", *argv]),
@@ -273,6 +336,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> str:
         total_seconds=time.monotonic() - started,
         token_connections=TOKEN_CONNECTIONS,
         load_at_end="{:.2f}, {:.2f}".format(*os.getloadavg()[:2]),
+        pushes_alternated=alternate,
     )
     markdown = report.render_markdown(info, results)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -36,6 +37,7 @@ class TargetResult:
     get_parallel: Samples | None = None  # bytes/s, aggregate
     push_monolithic: Samples | None = None  # bytes/s
     push_chunked: Samples | None = None  # bytes/s
+    push_parallel: Samples | None = None  # bytes/s, aggregate of PARALLEL_PUSHES monolithic pushes at once
     manifest_get_wrk: LoadResult | None = None
     manifest_get_hey: LoadResult | None = None
     manifest_head_hey: LoadResult | None = None
@@ -77,6 +79,20 @@ class PushSource:
         return "sha256:" + hashlib.sha256(self.data).hexdigest()
 
 
+PARALLEL_PUSHES = 4
+
+
+class ParallelSources:
+    """PARALLEL_PUSHES files with the push source's bytes, each stamped anew before every parallel push."""
+
+    def __init__(self, source: PushSource, directory: Path) -> None:
+        self.sources = [PushSource(directory / f"parallel-{index}.bin", bytes(source.data))
+                        for index in range(PARALLEL_PUSHES)]
+
+    def variants(self, label: str) -> list[tuple[Path, str]]:
+        return [(item.path, item.make_variant(f"{label} {index}")) for index, item in enumerate(self.sources)]
+
+
 @dataclass
 class BenchContext:
     blob_path: Path
@@ -91,6 +107,7 @@ class BenchContext:
     tag_latency_runs: int
     load: LoadSettings
     log: Callable[[str], None] = print
+    parallel: ParallelSources | None = None
 
 
 def _run_phases(
@@ -157,6 +174,75 @@ def _push_rate(client: RegistryClient, ctx: BenchContext, mode: str, run: int) -
     return source.size / seconds
 
 
+def _parallel_push_rate(client: RegistryClient, ctx: BenchContext, run: int) -> float:
+    """Aggregate bytes/s of PARALLEL_PUSHES monolithic pushes of distinct blobs started together."""
+    assert ctx.parallel is not None
+    variants = ctx.parallel.variants(f"cargohold-bench parallel push {run} {time.time_ns()}")
+    failures: list[BaseException] = []
+
+    def push(path: Path, digest: str) -> None:
+        try:
+            measure.monolithic_push_seconds(client, PUSH_REPO, path, digest)
+        except BaseException as error:  # noqa: BLE001 - reported below
+            failures.append(error)
+
+    threads = [threading.Thread(target=push, args=variant) for variant in variants]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    if failures:
+        raise failures[0]
+    for _, digest in variants:
+        response = client.http.head(f"/v2/{PUSH_REPO}/blobs/{digest}")
+        if response.status_code != 200:
+            raise measure.MeasurementError(
+                f"parallel push of {digest}: HEAD says HTTP {response.status_code}"
+            )
+    return sum(item.size for item in ctx.parallel.sources) / seconds
+
+
+PUSH_MODES = ("monolithic", "chunked", "parallel")
+
+
+def push_once(client: RegistryClient, ctx: BenchContext, mode: str, run: int) -> float:
+    if mode == "parallel":
+        return _parallel_push_rate(client, ctx, run)
+    return _push_rate(client, ctx, mode, run)
+
+
+def push_duel(servers: list[RunningServer], ctx: BenchContext) -> dict[str, TargetResult]:
+    """Every push measurement, alternating between the servers run by run (A, B, A, B, ...), so that load
+    from other jobs on the machine falls on all of them alike. Returns each server's push samples."""
+    results = {server.name: TargetResult(server.name) for server in servers}
+    clients = {server.name: RegistryClient(server.base_url, auth=server.credentials) for server in servers}
+    try:
+        for mode in PUSH_MODES:
+            if mode == "parallel" and ctx.parallel is None:
+                continue
+            for run in range(ctx.runs):
+                for server in servers:
+                    result = results[server.name]
+                    if mode in result.errors:
+                        continue
+                    ctx.log(f"  [{server.name}] {mode} push {run + 1}/{ctx.runs} ...")
+                    try:
+                        rate = push_once(clients[server.name], ctx, mode, run)
+                    except Exception as exc:  # noqa: BLE001 - one failing mode must not hide the others
+                        result.errors[f"{mode} push"] = f"{type(exc).__name__}: {exc}"
+                        ctx.log(f"  [{server.name}] {mode} push FAILED: {exc}")
+                        continue
+                    samples = getattr(result, f"push_{mode}") or Samples()
+                    samples.values.append(rate)
+                    setattr(result, f"push_{mode}", samples)
+    finally:
+        for client in clients.values():
+            client.close()
+    return results
+
+
 def _push_tags(client: RegistryClient, ctx: BenchContext, result: TargetResult) -> None:
     client.push_small_image(TAGS_REPO, ctx.image, "tag-00000")
     started = time.perf_counter()
@@ -195,8 +281,9 @@ def _expect_clean(label: str, load: LoadResult, result: TargetResult | None = No
     return load
 
 
-def bench_registry(server: RunningServer, ctx: BenchContext) -> TargetResult:
-    """Pushes and setup use the server's credentials (if any); every read that is measured is anonymous."""
+def bench_registry(server: RunningServer, ctx: BenchContext, pushes: bool = True) -> TargetResult:
+    """Pushes and setup use the server's credentials (if any); every read that is measured is anonymous.
+    pushes=False: the push measurements were taken elsewhere (`push_duel`)."""
     result = TargetResult(server.name)
     client = RegistryClient(server.base_url, auth=server.credentials)
     reader = RegistryClient(server.base_url)  # anonymous, like the wrk/hey/curl reads
@@ -210,7 +297,7 @@ def bench_registry(server: RunningServer, ctx: BenchContext) -> TargetResult:
 
     def push(mode: str) -> Callable[[], None]:
         def run() -> None:
-            samples = measure.repeat(ctx.runs, lambda run_index: _push_rate(client, ctx, mode, run_index))
+            samples = measure.repeat(ctx.runs, lambda run_index: push_once(client, ctx, mode, run_index))
             setattr(result, f"push_{mode}", samples)
 
         return run
@@ -230,9 +317,11 @@ def bench_registry(server: RunningServer, ctx: BenchContext) -> TargetResult:
 
     phases = [("seed blob (push + verify)", seed_blob)]
     phases += _download_phases(result, blob_url, ctx)
+    if pushes:
+        phases += [("monolithic push", push("monolithic")), ("chunked push", push("chunked"))]
+        if ctx.parallel is not None:
+            phases += [("parallel push", push("parallel"))]
     phases += [
-        ("monolithic push", push("monolithic")),
-        ("chunked push", push("chunked")),
         ("manifest GET/HEAD load", manifest_load),
         (f"tags/list with {ctx.tag_count} tags", tags_list),
     ]

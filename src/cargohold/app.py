@@ -71,7 +71,8 @@ def create_app(settings: Settings, observability: ObservabilitySettings | None =
         registry_routes.pulls.flush()
 
     starlette = Starlette(
-        routes=[*AuthRoutes(auth).routes(), *registry_routes.routes(), *RecycleBinRoutes(ctx, auth).routes(),
+        # /v2/ first, manifest reads at its head: Starlette tries routes in order, and that is the pull hot path.
+        routes=[*registry_routes.routes(), *AuthRoutes(auth).routes(), *RecycleBinRoutes(ctx, auth).routes(),
                 *ReplicationRoutes(ctx, auth).routes(), *AcrRoutes(ctx, auth).routes(),
                 *TaskRoutes(ctx, auth, management, worker.wake).routes(), *management.routes()],
         exception_handlers={

@@ -13,7 +13,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from cargohold.db.engine import sqlite_url
+
+
+def sqlite_url(data_dir: Path) -> str:
+    """The embedded database's URL, the same as `db.engine.sqlite_url` (not imported from there: that would
+    load SQLAlchemy into every command that only reads settings, `serve` among them)."""
+    return f"sqlite:///{data_dir / 'metadata.db'}"
 
 ENV_PREFIX = "CARGOHOLD_"
 DEFAULT_DOMAIN = "localhost"

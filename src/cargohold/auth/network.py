@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import lru_cache
 
 from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.engine import Connection
@@ -37,9 +38,8 @@ class NetworkPolicy:
         return address
 
     def admits(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
+        ip = _parsed(address)
+        if ip is None:
             return False
         if not self.public_access:
             return ip.is_loopback
@@ -86,6 +86,15 @@ def list_rules(conn: Connection, registry_id: int) -> list[dict[str, str]]:
     rows = conn.execute(select(network_rules.c.kind, network_rules.c.cidr)
                         .where(network_rules.c.registry_id == registry_id).order_by(network_rules.c.id))
     return [{"kind": r.kind, "cidr": r.cidr} for r in rows]
+
+
+@lru_cache(maxsize=4096)
+def _parsed(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """A client's address, parsed once per distinct address (it is checked on every request)."""
+    try:
+        return ipaddress.ip_address(address)
+    except ValueError:
+        return None
 
 
 def _within(address: str, networks: tuple[Network, ...]) -> bool:

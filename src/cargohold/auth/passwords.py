@@ -8,6 +8,7 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from threading import BoundedSemaphore, Lock
 
 from argon2 import PasswordHasher
@@ -15,7 +16,13 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 _hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 """OWASP's minimum argon2id profile (19 MiB, 2 passes): about 25 ms a check on our 2-core machine."""
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@cache
+def _dummy_hash() -> str:
+    """Checked against when there is no stored hash; made on first use, not at import (an argon2 hash costs
+    ~25 ms and 19 MiB, on every server start)."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 def new_secret() -> str:
@@ -68,7 +75,7 @@ def check_secret(secret_hash: str | None, secret: str) -> bool:
         return True
     with _concurrent_checks:
         try:
-            matched = _hasher.verify(secret_hash or _DUMMY_HASH, secret) and secret_hash is not None
+            matched = _hasher.verify(secret_hash or _dummy_hash(), secret) and secret_hash is not None
         except (VerificationError, InvalidHashError):
             return False
     if matched and secret_hash is not None:

@@ -57,6 +57,7 @@ from azure.storage.blob import (
 )
 
 from cargohold.blobs.store import (
+    OverlappedSends,
     PiecesReader,
     StoredBlob,
     UploadConflict,
@@ -97,23 +98,30 @@ def service_from_account(account_url: str, credential: Any) -> BlobServiceClient
 
 
 class AzureUploadWriter:
+    """Stages blocks in the background, a few at once (`OverlappedSends`); `finish` waits for them, then
+    commits the block list."""
+
+    batch_bytes = 8 * 1024 * 1024
+
     def __init__(self, blob: BlobClient, blocks: list[str], offset: int, etag: str) -> None:
         self._blob = blob
         self._blocks = blocks
         self._new: list[str] = []
         self._etag = etag
         self._nonce = secrets.token_hex(8)
+        self._sends = OverlappedSends()
         self.size = offset
 
     def write(self, pieces: Sequence[bytes | memoryview]) -> None:
         for group in split_pieces(pieces, BLOCK_MAX):
             body = PiecesReader(group)
             block_id = f"{self.size:020d}{self._nonce}"
-            self._blob.stage_block(block_id, body, length=body.size)
+            self._sends.send(self._blob.stage_block, block_id, body, length=body.size)
             self._new.append(block_id)
             self.size += body.size
 
     def finish(self) -> int:
+        self._sends.wait()
         if self._new:
             self._etag = _commit_blocks(self._blob, self._blocks + self._new, self._etag)
             self._blocks += self._new
@@ -121,7 +129,8 @@ class AzureUploadWriter:
         return self.size
 
     def close(self) -> None:
-        """Nothing to release: blocks never committed are discarded by Azure."""
+        """Wait for blocks still being sent; blocks never committed are discarded by Azure."""
+        self._sends.abandon()
         self._new = []
 
 

@@ -2,13 +2,19 @@
 
 Durability follows invariant 1: an upload's bytes are fsync'ed before commit, commit is a rename within one
 file system, and the destination directory is fsync'ed after it, so a crash leaves no blob or a whole one.
+
+A writer asks the kernel to start writing each batch back to the disk as soon as it is written
+(`sync_file_range(SYNC_FILE_RANGE_WRITE)` on Linux, which does not wait), so the `fdatasync` that makes the
+upload durable at the end finds most of it on the disk already instead of flushing the whole body at once.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from functools import cache
 from pathlib import Path
 
 from cargohold.blobs.store import StoredBlob, UploadOffsetMismatch
@@ -16,17 +22,22 @@ from cargohold.oci.digest import HEX_LENGTH, Digest
 
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 _IOV_MAX = 512
+_SYNC_FILE_RANGE_WRITE = 2
 
 
 class FileUploadWriter:
     """Appends to one staged upload; `finish` makes the bytes durable and reports the new size."""
+
+    batch_bytes = 1024 * 1024
 
     def __init__(self, fd: int, offset: int) -> None:
         self._fd = fd
         self.size = offset
 
     def write(self, pieces: Sequence[bytes | memoryview]) -> None:
-        """Append the pieces in order with as few system calls and copies as the kernel allows."""
+        """Append the pieces in order with as few system calls and copies as the kernel allows, then start
+        their write-back."""
+        start = self.size
         views = [memoryview(piece) for piece in pieces if piece]
         while views:
             batch = views[:_IOV_MAX]
@@ -38,6 +49,9 @@ class FileUploadWriter:
                 views.pop(0)
             if written:
                 views[0] = views[0][written:]
+        start_writeback = _writeback()
+        if start_writeback is not None and self.size > start:
+            start_writeback(self._fd, start, self.size - start, _SYNC_FILE_RANGE_WRITE)
 
     def finish(self) -> int:
         try:
@@ -150,6 +164,22 @@ def _read_file(path: Path, chunk_size: int, start: int = 0, end: int | None = No
             if remaining is not None:
                 remaining -= len(chunk)
             yield chunk
+
+
+@cache
+def _writeback() -> Callable[[int, int, int, int], int] | None:
+    """libc's sync_file_range (from the symbols the interpreter already has), or None where there is none."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function  # type: ignore[no-any-return]
 
 
 def _fsync_directory(path: Path) -> None:

@@ -33,6 +33,7 @@ from botocore.config import Config  # type: ignore[import-untyped]
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from cargohold.blobs.store import (
+    OverlappedSends,
     PiecesReader,
     StoredBlob,
     UploadOffsetMismatch,
@@ -79,25 +80,32 @@ def client_for(endpoint_url: str | None = None, region: str | None = None,
 
 
 class S3UploadWriter:
+    """PUTs pieces in the background, a few at once (`OverlappedSends`); a gap left by a piece that never
+    arrived ends the chain there, so nothing past it counts."""
+
+    batch_bytes = 8 * 1024 * 1024
+
     def __init__(self, store: S3BlobStore, upload_id: str, offset: int) -> None:
         self._store = store
         self._upload_id = upload_id
+        self._sends = OverlappedSends()
         self.size = offset
 
     def write(self, pieces: Sequence[bytes | memoryview]) -> None:
         for group in split_pieces(pieces, PIECE_MAX):
             body = PiecesReader(group)
-            self._store.client.put_object(Bucket=self._store.bucket,
-                                          Key=self._store._piece_key(self._upload_id, self.size),
-                                          Body=body, ContentLength=body.size, ContentType=OCTET_STREAM)
+            self._sends.send(self._store.client.put_object, Bucket=self._store.bucket,
+                             Key=self._store._piece_key(self._upload_id, self.size),
+                             Body=body, ContentLength=body.size, ContentType=OCTET_STREAM)
             self.size += body.size
 
     def finish(self) -> int:
-        """Every piece was durable when its PUT returned."""
+        """Every piece is durable once its PUT returned."""
+        self._sends.wait()
         return self.size
 
     def close(self) -> None:
-        pass
+        self._sends.abandon()
 
 
 class S3BlobStore:

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 from bisect import bisect_right
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from cargohold.oci.digest import HEX_LENGTH, Digest
 
@@ -53,6 +56,10 @@ class StoredBlob:
 
 class UploadWriter(Protocol):
     size: int
+    batch_bytes: int
+    """How many bytes the caller should gather before each `write`: small for a local file (the pipeline
+    overlaps best), several MiB for a cloud store (each write is at least one request, and S3 copies only
+    pieces of 5 MiB or more server-side)."""
 
     def write(self, pieces: Sequence[bytes | memoryview]) -> None:
         """Append the pieces in order. Pieces may be empty; the list may be empty."""
@@ -208,3 +215,51 @@ def split_pieces(pieces: Sequence[bytes | memoryview], limit: int) -> Iterator[l
                 group, room = [], limit
     if group:
         yield group
+
+
+PARALLEL_PIECES = 3
+"""How many pieces of one upload a cloud store's writer sends at the same time."""
+_piece_pool: ThreadPoolExecutor | None = None
+_piece_pool_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _piece_pool
+    with _piece_pool_lock:
+        if _piece_pool is None:
+            _piece_pool = ThreadPoolExecutor(16, "cargohold-pieces")
+        return _piece_pool
+
+
+class OverlappedSends:
+    """A cloud writer's piece uploads (Azure blocks, S3 piece objects), sent in the background, at most
+    `limit` at a time, so that sending one overlaps receiving and hashing the next.
+
+    A writer's `write` calls `send` and returns; its `finish` calls `wait` (which raises the first failure)
+    before it makes anything visible, its `close` calls `abandon`, which waits too: no request of a closed
+    writer may still land afterwards, where it could overwrite what a later writer of the upload stored."""
+
+    def __init__(self, limit: int = PARALLEL_PIECES) -> None:
+        self._limit = limit
+        self._pending: deque[Future[Any]] = deque()
+
+    def send(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        while len(self._pending) >= self._limit:
+            self._pending.popleft().result()
+        self._pending.append(_pool().submit(fn, *args, **kwargs))
+
+    def wait(self) -> None:
+        failure: BaseException | None = None
+        while self._pending:
+            try:
+                self._pending.popleft().result()
+            except BaseException as error:  # noqa: BLE001 - re-raised once all have ended
+                failure = failure or error
+        if failure is not None:
+            raise failure
+
+    def abandon(self) -> None:
+        try:
+            self.wait()
+        except Exception:  # noqa: BLE001 - the writer is being closed without finishing
+            pass

@@ -1,5 +1,6 @@
-"""`cargohold serve`: migrate the metadata database, bootstrap, then become the HTTP server (see
-`cargohold.server`)."""
+"""`cargohold serve`: check the options and the blob store, then become the HTTP server (see
+`cargohold.server`), which migrates and bootstraps the metadata database before it listens (`cargohold.prepare`;
+with several worker processes `serve` does that itself first)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,6 @@ import typer
 from cargohold.cli.local_server import write_server_file
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-
     from cargohold.config import Settings
     from cargohold.observability.settings import ObservabilitySettings
 
@@ -105,28 +104,24 @@ def serve(
         raise typer.BadParameter(f"{host} is not a loopback address: use --tls-cert/--tls-key or --tls self-signed, "
                                  "or accept plain HTTP with --insecure-http", param_hint="--host")
 
-    from cargohold.auth.bootstrap import bootstrap
-    from cargohold.db.engine import make_engine
-    from cargohold.db.migrate import upgrade
-    from cargohold.security.master_key import load_sealer
+    from cargohold.prepare import PREPARE_ENV, prepare
 
     _check_store(settings)
     settings.remember_backends()
-    upgrade(settings.db_url)
-    engine = make_engine(settings.db_url)
-    started = bootstrap(engine, load_sealer(settings.data_dir), settings.data_dir, registry_name,
-                        f"{registry_name}.{domain}".lower(), settings.region)
-    if tls is not None and "." not in settings.domain:
-        _cover_login_servers(settings, host, engine)
-    if settings.region is not None:
-        _register_region(engine, settings)
-    engine.dispose()
-    if started.credentials_file is not None:
-        typer.echo(f"created an Owner service principal; its credentials are in {started.credentials_file}", err=True)
     scheme = "https" if cert else "http"
     write_server_file(settings.data_dir, scheme, host, port, ca)
-    typer.echo(f"cargohold serving registry {started.registry.name} ({started.registry.login_server}) from "
-               f"{settings.data_dir} on {scheme}://{_url_host(host)}:{port}", err=True)
+    where = f"{settings.data_dir} on {scheme}://{_url_host(host)}:{port}"
+    login_server = f"{registry_name}.{domain}".lower()
+    environment = {**os.environ, **SERVER_ENVIRONMENT, **settings.to_env(),
+                   **observability.to_env(settings.data_dir, port), "CARGOHOLD_LOG_FORMAT": log_format.value}
+    names_each_login_server = tls is not None and "." not in settings.domain
+    if (server is ServerKind.granian and workers == 1 and os.environ.get("CARGOHOLD_GRANIAN_PROCESSES") != "1"
+            and not names_each_login_server):
+        environment[PREPARE_ENV] = f"{registry_name}\n{login_server}\n{where}"
+    else:
+        prepare(settings, registry_name, login_server, where)
+        if names_each_login_server:
+            _cover_login_servers(settings, host)
     argv = [sys.executable, "-m", "cargohold.server", "--host", host, "--port", str(port), "--workers", str(workers),
             "--kind", server.value]
     if cert is not None and key is not None:
@@ -137,9 +132,7 @@ def serve(
         reset_metrics_dir(metrics_dir(settings.data_dir, port))
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, argv, {**os.environ, **SERVER_ENVIRONMENT, **settings.to_env(),
-                                     **observability.to_env(settings.data_dir, port),
-                                     "CARGOHOLD_LOG_FORMAT": log_format.value})
+    os.execve(sys.executable, argv, environment)
 
 
 def _observability(metrics: bool, token: str | None, port: int | None, host: str,
@@ -164,18 +157,6 @@ def egress_allow_option(given: list[str] | None) -> tuple[str, ...]:
         return tuple(EgressPolicy.from_allow_list(entries).allow_list)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--egress-allow") from None
-
-
-def _register_region(engine: Engine, settings: Settings) -> None:
-    """Record this node's region and its store, so every node can copy into and out of it."""
-    from cargohold.blobs.factory import store_from_url
-    from cargohold.replication.regions import register_serving_region, store_record
-    from cargohold.security.master_key import load_sealer
-
-    assert settings.region is not None
-    register_serving_region(engine, load_sealer(settings.data_dir), settings.region,
-                            store_from_url(settings.storage_url, settings.blob_root),
-                            store_record(settings.storage_url or "", settings.blob_root))
 
 
 def _check_store(settings: Settings) -> None:
@@ -208,17 +189,22 @@ def _tls_files(settings: Settings, host: str, tls: str | None, cert: Path | None
     return cert, key, None
 
 
-def _cover_login_servers(settings: Settings, host: str, engine: Engine) -> None:
+def _cover_login_servers(settings: Settings, host: str) -> None:
     """TLS clients refuse a wildcard right under a one-label name (`*.localhost`), so with such a domain the
     certificate names each registry's login server, as they are now; a registry created later is covered
-    after the next start."""
+    after the next start. (The database is prepared here, before the server loads the certificate.)"""
     from sqlalchemy import select
 
+    from cargohold.db.engine import make_engine
     from cargohold.db.tables import registries
     from cargohold.security.tls import ensure_self_signed, login_server_names
 
-    with engine.connect() as conn:
-        login_servers = sorted(conn.execute(select(registries.c.login_server)).scalars())
+    engine = make_engine(settings.db_url)
+    try:
+        with engine.connect() as conn:
+            login_servers = sorted(conn.execute(select(registries.c.login_server)).scalars())
+    finally:
+        engine.dispose()
     ensure_self_signed(settings.data_dir / "tls", [host, *login_server_names(settings.domain), *login_servers])
     typer.echo(f"TLS: the domain {settings.domain} has one label, so the certificate names each login server; "
                "a registry created later is covered after a restart (a domain such as registry.example is "

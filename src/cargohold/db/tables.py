@@ -153,5 +153,8 @@ uploads = Table(
     Column("size", BigInteger, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("lease_token", String(200), nullable=True),
+    Column("lease_expires_at", DateTime(timezone=True), nullable=True),
 )
-"""Open upload sessions. `size` counts the bytes durably written to the upload's staging file."""
+"""Open upload sessions. `size` counts the bytes durably written to the upload's staging file; the lease is
+held by the one request writing to the upload (`registry/uploads.py`)."""

@@ -79,6 +79,8 @@ class RegistryRoutes:
 
     def routes(self) -> list[Route]:
         return [
+            Route("/v2/{name:path}/manifests/{reference}", self.get_manifest, methods=["GET", "HEAD"]),
+            Route("/v2/{name:path}/blobs/{digest}", self.get_blob, methods=["GET", "HEAD"]),
             Route("/v2/", self.base, methods=["GET"]),
             Route("/v2/_catalog", self.catalog, methods=["GET"]),
             Route("/v2/{name:path}/blobs/uploads/", self.start_upload, methods=["POST"]),
@@ -86,9 +88,7 @@ class RegistryRoutes:
             Route("/v2/{name:path}/blobs/uploads/{upload_id}", self.append_upload, methods=["PATCH"]),
             Route("/v2/{name:path}/blobs/uploads/{upload_id}", self.complete_upload, methods=["PUT"]),
             Route("/v2/{name:path}/blobs/uploads/{upload_id}", self.cancel_upload, methods=["DELETE"]),
-            Route("/v2/{name:path}/blobs/{digest}", self.get_blob, methods=["GET", "HEAD"]),
             Route("/v2/{name:path}/blobs/{digest}", self.delete_blob, methods=["DELETE"]),
-            Route("/v2/{name:path}/manifests/{reference}", self.get_manifest, methods=["GET", "HEAD"]),
             Route("/v2/{name:path}/manifests/{reference}", self.put_manifest, methods=["PUT"]),
             Route("/v2/{name:path}/manifests/{reference}", self.delete_manifest, methods=["DELETE"]),
             Route("/v2/{name:path}/tags/list", self.list_tags, methods=["GET"]),

@@ -1,19 +1,30 @@
 """Blob upload sessions: start, append chunks in order, report status, complete with a digest, cancel.
 
-Bytes are hashed as they arrive. The running sha256 state lives in memory keyed by upload id and the size
-it covers; when that is missing or stale (a restart, another node took a chunk) the staged bytes are
-re-read once. The metadata row's `size` is what was durably written and acknowledged, so an upload
-interrupted by a crash resumes from the last acknowledged byte.
+Bytes are hashed as they arrive, while they are written (`registry/pipeline.py`). The running sha256 state
+lives in memory keyed by upload id and the size it covers; when that is missing or stale (a restart, another
+node took a chunk) the staged bytes are re-read once. The metadata row's `size` is what was durably written
+and acknowledged, so an upload interrupted by a crash resumes from the last acknowledged byte.
+
+One request at a time writes to an upload: a PATCH or a completing PUT first takes the upload's lease in the
+metadata row (a random token naming the holding process, and an expiry renewed while the request runs), on
+every store and across nodes. A second request meanwhile is refused with 409 before its body is read. A lease
+whose holder died is free at once when the holder ran on the same host (its process is gone: a crash and
+restart), and otherwise when it expires after `LEASE_SECONDS`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import os
+import secrets
+import socket
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from threading import Lock
 
 from sqlalchemy import delete, insert, select, update
@@ -33,12 +44,14 @@ from cargohold.oci.errors import (
 from cargohold.registry import locks
 from cargohold.registry.blobs import link_blob
 from cargohold.replication.copying import blob_committed
+from cargohold.registry.pipeline import pump
 from cargohold.kernel.context import RegistryContext, utcnow
 from cargohold.registry.repositories import RepositoryRef, ensure_repository, find_repository_id, is_repository
 
-WRITE_BATCH = 8 * 1024 * 1024
 READ_CHUNK = 1024 * 1024
 RUNNING_ALGORITHM = "sha256"
+LEASE_SECONDS = 30.0
+"""How long an upload's lease lasts unless renewed; a request holding it renews it every third of this."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,15 +130,20 @@ class Uploads:
 
     async def append(self, ref: RepositoryRef, upload_id: str, body: AsyncIterator[bytes],
                      content_range: ContentRange | None, content_length: int | None) -> UploadState:
-        state = await self.status(ref, upload_id)
+        async with self._lease(ref, upload_id) as lease:
+            return await self._append(lease, body, content_range, content_length, keep_lease=False)
+
+    async def _append(self, lease: _Lease, body: AsyncIterator[bytes], content_range: ContentRange | None,
+                      content_length: int | None, *, keep_lease: bool) -> UploadState:
+        upload_id, size = lease.upload_id, lease.size
         if content_range is not None:
-            if content_range.start != state.size:
-                raise range_invalid(f"chunk starts at {content_range.start}, upload is at {state.size}", state.size)
+            if content_range.start != size:
+                raise range_invalid(f"chunk starts at {content_range.start}, upload is at {size}", size)
             if content_length is not None and content_length != content_range.length:
-                raise range_invalid("Content-Range and Content-Length disagree", state.size)
-        writer, running = await self.ctx.run(self._open, upload_id, state.size)
+                raise range_invalid("Content-Range and Content-Length disagree", size)
+        writer, running = await self.ctx.run(self._open, upload_id, size)
         try:
-            received = await self._pump(body, writer, running)
+            received = await pump(body, writer, running, self.ctx.executor)
         except BaseException:
             await self.ctx.run(writer.close)
             raise
@@ -137,9 +155,62 @@ class Uploads:
             new_size = await self.ctx.run(writer.finish)
         except UploadConflict:
             raise changed_concurrently(upload_id) from None
-        await self.ctx.run(self._record_size, upload_id, state.size, new_size)
+        await self.ctx.run(self._record_size, lease, new_size, keep_lease)
+        lease.size = new_size
         self._hashes.put(upload_id, new_size, running)
         return UploadState(upload_id, new_size)
+
+    @contextlib.asynccontextmanager
+    async def _lease(self, ref: RepositoryRef, upload_id: str) -> AsyncIterator[_Lease]:
+        """Hold the upload's lease for the block: renewed in the background, released at the end unless the
+        upload was completed (its row is gone then) or the lease was handed back with the new size."""
+        lease = await self.ctx.run(self._acquire, ref, upload_id)
+        renewing = asyncio.create_task(self._renew_while_held(lease))
+        try:
+            yield lease
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+            if lease.held:
+                await asyncio.shield(self.ctx.run(self._release, lease))
+
+    def _acquire(self, ref: RepositoryRef, upload_id: str) -> _Lease:
+        token = f"{secrets.token_hex(16)}@{process_identity()}"
+        now = utcnow()
+        with write_transaction(self.ctx.engine, signal=False) as conn:
+            row = conn.execute(
+                select(uploads.c.size, uploads.c.lease_token, uploads.c.lease_expires_at).join(repositories)
+                .where(uploads.c.id == upload_id, is_repository(ref))
+            ).one_or_none()
+            if row is None:
+                raise blob_upload_unknown(upload_id)
+            size, holder, expires = row
+            if holder is not None and _aware(expires) > now and holder_alive(holder) is not False:
+                raise busy(upload_id)
+            conn.execute(update(uploads).where(uploads.c.id == upload_id)
+                         .values(lease_token=token, lease_expires_at=now + timedelta(seconds=LEASE_SECONDS)))
+        return _Lease(upload_id, token, size)
+
+    async def _renew_while_held(self, lease: _Lease) -> None:
+        while True:
+            await asyncio.sleep(LEASE_SECONDS / 3)
+            if not await self.ctx.run(self._renew, lease):
+                lease.held = False
+                return
+
+    def _renew(self, lease: _Lease) -> bool:
+        with write_transaction(self.ctx.engine, signal=False) as conn:
+            return bool(conn.execute(
+                update(uploads).where(uploads.c.id == lease.upload_id, uploads.c.lease_token == lease.token)
+                .values(lease_expires_at=utcnow() + timedelta(seconds=LEASE_SECONDS))
+            ).rowcount)
+
+    def _release(self, lease: _Lease) -> None:
+        with write_transaction(self.ctx.engine, signal=False) as conn:
+            conn.execute(update(uploads).where(uploads.c.id == lease.upload_id, uploads.c.lease_token == lease.token)
+                         .values(lease_token=None, lease_expires_at=None))
+        lease.held = False
 
     def _open(self, upload_id: str, size: int) -> tuple[UploadWriter, hashlib._Hash]:
         try:
@@ -162,54 +233,31 @@ class Uploads:
                 break
         return hasher
 
-    async def _pump(self, body: AsyncIterator[bytes], writer: UploadWriter, running: hashlib._Hash) -> int:
-        """Hash and write the body in batches on the pool while the event loop receives the next batch.
-
-        Chunks are handed over as they came, never joined: on two cores every copy costs throughput.
-        """
-        pending: asyncio.Future[None] | None = None
-        batch: list[bytes] = []
-        batched = received = 0
-        loop = asyncio.get_running_loop()
-
-        def consume(pieces: list[bytes]) -> None:
-            for piece in pieces:
-                running.update(piece)
-            writer.write(pieces)
-
-        async for chunk in body:
-            if not chunk:
-                continue
-            batch.append(chunk)
-            batched += len(chunk)
-            received += len(chunk)
-            if batched >= WRITE_BATCH:
-                if pending is not None:
-                    await pending
-                pending = loop.run_in_executor(self.ctx.executor, consume, batch)
-                batch, batched = [], 0
-        if pending is not None:
-            await pending
-        if batch:
-            await loop.run_in_executor(self.ctx.executor, consume, batch)
-        return received
-
-    def _record_size(self, upload_id: str, old_size: int, new_size: int) -> None:
+    def _record_size(self, lease: _Lease, new_size: int, keep_lease: bool) -> None:
+        """Acknowledge the new size if the lease is still ours (and the size what it was), releasing the lease
+        in the same transaction unless the caller goes on to complete the upload."""
+        values: dict[str, object] = {"size": new_size, "updated_at": utcnow()}
+        if not keep_lease:
+            values.update(lease_token=None, lease_expires_at=None)
         with write_transaction(self.ctx.engine) as conn:
             changed = conn.execute(
-                update(uploads).where(uploads.c.id == upload_id, uploads.c.size == old_size)
-                .values(size=new_size, updated_at=utcnow())
+                update(uploads).where(uploads.c.id == lease.upload_id, uploads.c.size == lease.size,
+                                      uploads.c.lease_token == lease.token)
+                .values(**values)
             ).rowcount
         if not changed:
-            raise changed_concurrently(upload_id)
+            lease.held = False
+            raise changed_concurrently(lease.upload_id)
+        if not keep_lease:
+            lease.held = False
 
     async def complete(self, ref: RepositoryRef, upload_id: str, digest: Digest, body: AsyncIterator[bytes] | None,
                        content_range: ContentRange | None, content_length: int | None) -> Digest:
-        if body is not None:
-            state = await self.append(ref, upload_id, body, content_range, content_length)
-        else:
-            state = await self.status(ref, upload_id)
-        await self.ctx.run(self._commit, ref, upload_id, digest, state.size)
+        async with self._lease(ref, upload_id) as lease:
+            if body is not None:
+                await self._append(lease, body, content_range, content_length, keep_lease=True)
+            await self.ctx.run(self._commit, ref, upload_id, digest, lease.size)
+            lease.held = False
         return digest
 
     def _commit(self, ref: RepositoryRef, upload_id: str, digest: Digest, size: int) -> None:
@@ -258,8 +306,61 @@ class Uploads:
         self.ctx.store.discard_upload(upload_id)
 
 
+def process_identity() -> str:
+    """This process, as `<host>:<pid>:<start time>`: enough for a process on the same host to tell whether the
+    holder of a lease is still running (after a crash and restart, it is not)."""
+    global _IDENTITY
+    if _IDENTITY is None:
+        _IDENTITY = f"{socket.gethostname()}:{os.getpid()}:{_start_time(os.getpid())}"
+    return _IDENTITY
+
+
+_IDENTITY: str | None = None
+
+
+def holder_alive(token: str) -> bool | None:
+    """Whether the process that took a lease runs: True or False when it ran on this host, None (unknown) when
+    it ran elsewhere, whose lease only its expiry ends."""
+    identity = token.partition("@")[2]
+    host, _, numbers = identity.partition(":")
+    pid_text, _, started = numbers.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return None
+    return _start_time(int(pid_text)) == started
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot (Linux), or "" where that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rpartition(b")")[2].split()
+    except OSError:
+        return ""
+    return fields[19].decode() if len(fields) > 19 else ""
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes for what was stored in UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@dataclass(slots=True)
+class _Lease:
+    """The right to write to one upload, held by one request."""
+    upload_id: str
+    token: str
+    size: int
+    """The acknowledged size when the lease was taken, then after each recorded write."""
+    held: bool = True
+
+
 def changed_concurrently(upload_id: str) -> RegistryError:
     return RegistryError("BLOB_UPLOAD_INVALID", "upload was changed concurrently", 409, {"uuid": upload_id})
+
+
+def busy(upload_id: str) -> RegistryError:
+    return RegistryError("BLOB_UPLOAD_INVALID", "another request is writing to this upload; retry when it has "
+                         "finished", 409, {"uuid": upload_id})
 
 
 def parse_content_range(header: str | None) -> ContentRange | None:
