@@ -34,6 +34,7 @@ def worker(
     """Run the job queue until interrupted (SIGINT or SIGTERM finish the running jobs first)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("azure").setLevel(logging.WARNING)
     allow = egress_allow_option(egress_allow)
     asyncio.run(_run(Settings.for_data_dir(data_dir, db_url, storage_url=storage_url, egress_allow=allow,
                                            region=region), agent_pool))
