@@ -24,14 +24,21 @@ def _send_half_and_leave(server: RunningServer, location: str, framing: str, bod
         time.sleep(0.3)
 
 
+def _wait_for_disconnects(server: RunningServer, since: int, count: int) -> None:
+    """Until the server has noticed `count` disconnects: the upload's lease is held until it notices, and a
+    PATCH arriving before then is refused (409) without reading its body."""
+    deadline = time.monotonic() + 10
+    while _log(server)[since:].count("disconnected during PATCH") < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def test_a_client_leaving_mid_upload_is_one_log_line(server: RunningServer, client: httpx.Client) -> None:
     location = client.post("/v2/disconnect/app/blobs/uploads/").headers["Location"]
     before = len(_log(server))
     _send_half_and_leave(server, location, "Content-Length: 50000000", b"x" * 2_000_000)
+    _wait_for_disconnects(server, before, 1)
     _send_half_and_leave(server, location, "Transfer-Encoding: chunked", b"100000\r\n" + b"y" * 0x100000 + b"\r\n")
-    deadline = time.monotonic() + 10
-    while _log(server)[before:].count("disconnected during PATCH") < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    _wait_for_disconnects(server, before, 2)
     written = _log(server)[before:]
     assert written.count("disconnected during PATCH") == 2, written[-3000:]
     assert "Traceback" not in written, written[-3000:]
