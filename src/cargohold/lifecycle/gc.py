@@ -285,10 +285,10 @@ class Collector:
         removed = reclaimed = 0
         for mark in sorted(found, key=lambda m: m.digest):
             lock_digest(conn, mark.digest)
-            recorded = (conn.execute(select(blobs.c.digest).where(blobs.c.digest == mark.digest)).first()
-                        or task_storage.kept_among(conn, [mark.digest]) or None)
+            in_use = (conn.execute(select(blobs.c.digest).where(blobs.c.digest == mark.digest)).first() is not None
+                      or bool(task_storage.kept_among(conn, [mark.digest])))
             unseen = _aware(mark.seen_at) < _aware(run.started_at)
-            if recorded is not None or unseen:
+            if in_use or unseen:
                 conn.execute(delete(gc_marks).where(gc_marks.c.digest == mark.digest))
                 continue
             if _aware(mark.marked_at) >= cutoff:

@@ -9,12 +9,6 @@ from sqlalchemy.engine import Connection
 from cargohold.tasks.tables import build_sources, task_runs
 
 
-def digests_in_use(conn: Connection) -> set[str]:
-    query = union(select(task_runs.c.log_digest.label("digest")).where(task_runs.c.log_digest.is_not(None)),
-                  select(build_sources.c.digest.label("digest")).where(build_sources.c.digest.is_not(None)))
-    return {str(digest) for digest in conn.execute(query).scalars()}
-
-
 def kept_among(conn: Connection, candidates: list[str]) -> set[str]:
     """Which of `candidates` a build source or a run's log still uses (garbage collection keeps those)."""
     if not candidates:
